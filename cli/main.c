@@ -1,0 +1,42 @@
+/* cli/main.c: `dsq <command> ...`, the dispatcher. The CLI is the only part of
+ * dsq that prints to the user or decides exit codes (cli/cli.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const dsq_cli_command commands[] = {
+    {"convert", dsq_cmd_convert, "convert a checkpoint (fp8 -> bf16)"},
+    {"inspect", dsq_cmd_inspect, "list the tensors of a safetensors file or checkpoint"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: dsq <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n`dsq <command> --help` describes each command.\n"
+                 "exit codes: 0 ok, 1 check failed, 2 usage, 3 bad input, 4 I/O, 5 internal\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return DSQ_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return DSQ_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("dsq %s\n", DSQ_VERSION);
+        return DSQ_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "dsq: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return DSQ_EXIT_USAGE;
+}

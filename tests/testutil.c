@@ -1,0 +1,93 @@
+/* tests/testutil.c: see testutil.h. */
+#include "tests/testutil.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+char *tu_shared_path(const char *rel) {
+    const char *root = getenv("DSQ_SHARED");
+    if (root == NULL || root[0] == '\0')
+        root = "../shared";
+    const size_t n = strlen(root) + strlen(rel) + 2;
+    char *p = malloc(n);
+    assert_non_null(p);
+    snprintf(p, n, "%s/%s", root, rel);
+    if (access(p, F_OK) != 0)
+        fail_msg("shared test data missing: %s (set DSQ_SHARED)", p);
+    return p;
+}
+
+uint8_t *tu_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        fail_msg("cannot open %s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    const long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    if (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n)
+        fail_msg("short read on %s", path);
+    buf[n] = 0;
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+void tu_write_file(const char *path, const void *buf, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+        fail_msg("cannot create %s: %s", path, strerror(errno));
+    if (len > 0 && fwrite(buf, 1, len, f) != len)
+        fail_msg("short write on %s", path);
+    fclose(f);
+}
+
+char *tu_mkdtemp(void) {
+    const char *tmp = getenv("TMPDIR");
+    if (tmp == NULL || tmp[0] == '\0')
+        tmp = "/tmp";
+    const size_t n = strlen(tmp) + 32;
+    char *p = malloc(n);
+    assert_non_null(p);
+    snprintf(p, n, "%s/dsq-test-XXXXXX", tmp);
+    if (mkdtemp(p) == NULL)
+        fail_msg("mkdtemp: %s", strerror(errno));
+    return p;
+}
+
+void tu_rm_rf(const char *path) {
+    const size_t n = strlen(path) + 16;
+    char *cmd = malloc(n);
+    assert_non_null(cmd);
+    snprintf(cmd, n, "rm -rf '%s'", path);
+    (void)tu_system(cmd);
+    free(cmd);
+}
+
+int tu_system(const char *cmd) {
+    const int rc = system(cmd);
+    if (rc == -1 || !WIFEXITED(rc))
+        return -1;
+    return WEXITSTATUS(rc);
+}
+
+const char *tu_dsq_bin(void) {
+    const char *b = getenv("DSQ_BIN");
+    return (b != NULL && b[0] != '\0') ? b : "./dsq";
+}
+
+int tu_file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}

@@ -1,0 +1,24 @@
+/* tests/testutil.h: helpers shared by the cmocka suites (linked into each). */
+#ifndef DSQ_TESTUTIL_H
+#define DSQ_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* "$DSQ_SHARED/<rel>" (DSQ_SHARED defaults to ../shared). Fails the test,
+ * loudly, when the file does not exist: CI always has ../shared. Caller frees. */
+char *tu_shared_path(const char *rel);
+/* Reads a whole file; fails the test on error. Caller frees. */
+uint8_t *tu_read_file(const char *path, size_t *len);
+/* Writes a whole file; fails the test on error. */
+void tu_write_file(const char *path, const void *buf, size_t len);
+/* A fresh empty directory under $TMPDIR; caller frees and may tu_rm_rf it. */
+char *tu_mkdtemp(void);
+void tu_rm_rf(const char *path);
+/* Runs a shell command line; returns its exit status (or -1). */
+int tu_system(const char *cmd);
+/* Path of the dsq binary under test ($DSQ_BIN, default ./dsq). */
+const char *tu_dsq_bin(void);
+int tu_file_exists(const char *path);
+
+#endif
