@@ -78,6 +78,8 @@ typedef struct ctx {
     int nthreads;
     uint64_t done;
     dsq_wqueue *q;
+    dev_t out_dev; /* the output directory, which may sit inside the input */
+    ino_t out_ino;
 } ctx;
 
 static void say(const ctx *c, dsq_log_level lvl, const char *fmt, ...)
@@ -503,6 +505,8 @@ static dsq_status copy_other_files(ctx *c, const char *src_dir, const char *dst_
             continue;
         }
         if (S_ISDIR(sb.st_mode)) {
+            if (sb.st_dev == c->out_dev && sb.st_ino == c->out_ino)
+                continue;
             if (!c->o->dry_run)
                 DSQ_TRY(dsq_mkdir(dp, err));
             DSQ_TRY(copy_other_files(c, sp, dp, 0, depth + 1, err));
@@ -652,6 +656,12 @@ dsq_status dsq_convert_fp8_bf16(const char *in_dir, const char *out_dir, const d
 
     /* 2. write: other files first, then shards, the index, config.json last */
     DSQ_TRY(dsq_mkdir(out_dir, err));
+    {
+        struct stat sb;
+        DSQ_CHECK(stat(out_dir, &sb) == 0, DSQ_IO, err, "%s: %s", out_dir, strerror(errno));
+        c.out_dev = sb.st_dev;
+        c.out_ino = sb.st_ino;
+    }
     if (opts->resume)
         DSQ_TRY(load_old_manifest(&c));
     DSQ_TRY(clear_markers(&c, err));
