@@ -43,7 +43,8 @@ const char *dsq_status_str(dsq_status s);  /* "malformed input file" */
  * so that `return dsq_err_set(err, DSQ_FORMAT, "...")` reads naturally. */
 dsq_status dsq_err_set(dsq_err *err, dsq_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-dsq_status dsq_err_vset(dsq_err *err, dsq_status code, const char *fmt, va_list ap);
+dsq_status dsq_err_vset(dsq_err *err, dsq_status code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 void dsq_err_clear(dsq_err *err);
 
 /* Cleanup-aware checks for functions with a `dsq_status st` and a `cleanup:`

@@ -1,0 +1,157 @@
+/* quantize/quant.c: the quant type table and the row / multi-row entry
+ * points of quant.h. The kernels live in q_float.c, q_legacy.c,
+ * q_kquants.c and q_iq4.c; their block layouts are in q_blocks.h.
+ *
+ * This file owns argument checking, so the kernels can assume whole blocks
+ * and valid pointers, and the OpenMP row loop. */
+#include "quantize/quant.h"
+
+#include <math.h>
+
+#include "core/checked.h"
+#include "quantize/q_blocks.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef struct quant_entry {
+    dsq_quant_traits traits;
+    dsq__quantize_fn quantize;
+    dsq__dequantize_fn dequantize;
+} quant_entry;
+
+#define ENTRY(T, fn, bs, bb, im)                                                                   \
+    [DSQ_DTYPE_##T] = {{DSQ_DTYPE_##T, #T, bs, bb, im}, dsq__quantize_##fn, dsq__dequantize_##fn}
+
+/* block sizes and bytes repeat core/dtype.c's table on purpose: the kernels
+ * are written for exactly these, and test_quant checks the two agree */
+static const quant_entry quant_table[DSQ_DTYPE_COUNT] = {
+    ENTRY(F32, f32, 1, 4, 0),
+    ENTRY(F16, f16, 1, 2, 0),
+    ENTRY(BF16, bf16, 1, 2, 0),
+    ENTRY(Q4_0, q4_0, 32, sizeof(dsq_block_q4_0), 1),
+    ENTRY(Q4_1, q4_1, 32, sizeof(dsq_block_q4_1), 1),
+    ENTRY(Q5_0, q5_0, 32, sizeof(dsq_block_q5_0), 1),
+    ENTRY(Q5_1, q5_1, 32, sizeof(dsq_block_q5_1), 1),
+    ENTRY(Q8_0, q8_0, 32, sizeof(dsq_block_q8_0), 0),
+    ENTRY(Q2_K, q2_K, 256, sizeof(dsq_block_q2_K), 1),
+    ENTRY(Q3_K, q3_K, 256, sizeof(dsq_block_q3_K), 1),
+    ENTRY(Q4_K, q4_K, 256, sizeof(dsq_block_q4_K), 1),
+    ENTRY(Q5_K, q5_K, 256, sizeof(dsq_block_q5_K), 1),
+    ENTRY(Q6_K, q6_K, 256, sizeof(dsq_block_q6_K), 1),
+    ENTRY(IQ4_NL, iq4_nl, 32, sizeof(dsq_block_iq4_nl), 1),
+    ENTRY(IQ4_XS, iq4_xs, 256, sizeof(dsq_block_iq4_xs), 1),
+};
+
+#undef ENTRY
+
+static const quant_entry *lookup(dsq_dtype t) {
+    if ((int)t <= (int)DSQ_DTYPE_INVALID || (int)t >= (int)DSQ_DTYPE_COUNT)
+        return NULL;
+    return quant_table[t].quantize ? &quant_table[t] : NULL;
+}
+
+const dsq_quant_traits *dsq_quant_traits_get(dsq_dtype t) {
+    const quant_entry *e = lookup(t);
+    return e ? &e->traits : NULL;
+}
+
+int dsq_quant_supported(dsq_dtype t) { return lookup(t) != NULL; }
+
+static dsq_status check_n(const quant_entry *e, int64_t n) {
+    if (e == NULL)
+        return DSQ_UNSUPPORTED;
+    if (n < 0 || n % e->traits.block_size != 0)
+        return DSQ_INVALID_ARG;
+    return DSQ_OK;
+}
+
+dsq_status dsq_quant_row_size(dsq_dtype t, int64_t n_per_row, size_t *out) {
+    const quant_entry *e = lookup(t);
+    const dsq_status st = check_n(e, n_per_row);
+    if (st != DSQ_OK)
+        return st;
+    size_t bytes;
+    if (!dsq_mul_size((size_t)(n_per_row / e->traits.block_size), e->traits.block_bytes, &bytes))
+        return DSQ_RANGE;
+    *out = bytes;
+    return DSQ_OK;
+}
+
+/* ggml's float-to-int conversions in the legacy quantizers are undefined for
+ * NaN/inf, and the searches compare NaN sums: there are no meaningful bytes
+ * for such a row. */
+static int all_finite(const float *x, int64_t n) {
+    int ok = 1;
+    for (int64_t i = 0; i < n; ++i)
+        ok &= isfinite(x[i]) != 0;
+    return ok;
+}
+
+dsq_status dsq_quantize_row(dsq_dtype t, const float *x, void *dst, int64_t n,
+                            const float *imatrix) {
+    const quant_entry *e = lookup(t);
+    const dsq_status st = check_n(e, n);
+    if (st != DSQ_OK)
+        return st;
+    if (n == 0)
+        return DSQ_OK;
+    if (x == NULL || dst == NULL)
+        return DSQ_INVALID_ARG;
+    if (e->traits.block_size > 1 && !all_finite(x, n))
+        return DSQ_RANGE;
+    e->quantize(x, dst, n, e->traits.uses_imatrix ? imatrix : NULL);
+    return DSQ_OK;
+}
+
+dsq_status dsq_dequantize_row(dsq_dtype t, const void *src, float *y, int64_t n) {
+    const quant_entry *e = lookup(t);
+    const dsq_status st = check_n(e, n);
+    if (st != DSQ_OK)
+        return st;
+    if (n == 0)
+        return DSQ_OK;
+    if (src == NULL || y == NULL)
+        return DSQ_INVALID_ARG;
+    e->dequantize(src, y, n);
+    return DSQ_OK;
+}
+
+dsq_status dsq_quantize_rows(dsq_dtype t, const float *src, void *dst, int64_t nrows,
+                             int64_t n_per_row, const float *imatrix, int nthreads) {
+    size_t row_size, total;
+    uint64_t nel;
+    dsq_status st = dsq_quant_row_size(t, n_per_row, &row_size);
+    if (st != DSQ_OK)
+        return st;
+    if (nrows < 0)
+        return DSQ_INVALID_ARG;
+    if (!dsq_mul_size(row_size, (size_t)nrows, &total) ||
+        !dsq_mul_u64((uint64_t)nrows, (uint64_t)n_per_row, &nel) || nel > (uint64_t)INT64_MAX)
+        return DSQ_RANGE;
+    if (nrows == 0 || n_per_row == 0)
+        return DSQ_OK;
+    if (src == NULL || dst == NULL)
+        return DSQ_INVALID_ARG;
+
+    const quant_entry *e = lookup(t);
+    const float *qw = e->traits.uses_imatrix ? imatrix : NULL;
+    const int check = e->traits.block_size > 1;
+    int bad = 0; /* set by any row with a non-finite value */
+#ifdef _OPENMP
+    const int nt = nthreads > 0 ? nthreads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) reduction(| : bad)
+#else
+    (void)nthreads;
+#endif
+    for (int64_t r = 0; r < nrows; ++r) {
+        const float *x = src + r * n_per_row;
+        if (check && !all_finite(x, n_per_row)) {
+            bad |= 1;
+            continue;
+        }
+        e->quantize(x, (uint8_t *)dst + (size_t)r * row_size, n_per_row, qw);
+    }
+    return bad ? DSQ_RANGE : DSQ_OK;
+}
