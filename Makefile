@@ -82,8 +82,15 @@ asan:
 demo: dsq
 	sh scripts/demo.sh
 
-bench: dsq
-	sh bench/run.sh
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+
+$(BUILD)/bench/%: bench/%.c $(LIBDSQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIBDSQ) $(LDFLAGS) $(LDLIBS)
+
+bench: dsq $(BENCH_BIN)
+	BUILD=$(BUILD) sh bench/run.sh
 
 clean:
 	rm -rf build dsq

@@ -1,5 +1,6 @@
 /* cli/main.c: `dsq <command> ...`, the dispatcher. The CLI is the only part of
  * dsq that prints to the user or decides exit codes (cli/cli.h). */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +20,9 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    /* Past a file-size limit (ulimit -f), write(2) must fail with EFBIG so that
+     * dsq can report it and clean up, instead of the process being killed. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return DSQ_EXIT_USAGE;

@@ -27,6 +27,7 @@
 #include <omp.h>
 #endif
 
+#include "convert/fp8_kernels.h"
 #include "convert/hf_config.h"
 #include "core/checked.h"
 #include "core/file.h"
@@ -76,8 +77,10 @@ typedef struct ctx {
     uint16_t *luts;
     size_t luts_cap; /* entries */
     int nthreads;
+    int simd; /* E4M3 through the AVX2 kernel (same bits as the tables) */
     uint64_t done;
     dsq_wqueue *q;
+    XXH64_state_t *hash; /* of the shard being written, kept by the producer */
     dev_t out_dev; /* the output directory, which may sit inside the input */
     ino_t out_ino;
 } ctx;
@@ -326,6 +329,7 @@ static dsq_status copy_tensor(ctx *c, const dsq_st *sh, const job *j, dsq_err *e
         void *buf;
         DSQ_TRY(dsq_wqueue_get(c->q, &buf, err));
         memcpy(buf, src + off, n);
+        XXH64_update(c->hash, buf, n);
         DSQ_TRY(dsq_wqueue_submit(c->q, buf, n, err));
         dsq_st_release_range(sh, j->src_index, off, n);
         progress(c, n);
@@ -356,35 +360,37 @@ static dsq_status convert_tensor(ctx *c, const dsq_st *sh, const job *j, dsq_err
     }
     uint16_t *luts = c->luts;
     const int nth = c->nthreads;
+    const int simd = j->src->dtype == DSQ_DTYPE_F8_E4M3 && c->simd;
     for (int64_t r0 = 0; r0 < M; r0 += rows_per_chunk) {
         const int64_t r1 = r0 + rows_per_chunk < M ? r0 + rows_per_chunk : M;
         const int64_t rb0 = r0 / Bm, rb1 = (r1 - 1) / Bm;
-        const int64_t n_tables = (rb1 - rb0 + 1) * ncb;
+        const int64_t n_tables = simd ? 0 : (rb1 - rb0 + 1) * ncb;
         void *buf;
         DSQ_TRY(dsq_wqueue_get(c->q, &buf, err));
         uint16_t *out = buf;
         /* one table per block: bf16(f32(code) * scale), the reference's arithmetic */
-#pragma omp parallel for num_threads(nth) schedule(static) if (n_tables > 16)
+#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1 && n_tables > 16)
         for (int64_t t = 0; t < n_tables; t++) {
             const int64_t rb = rb0 + t / ncb, cb = t % ncb;
-            const float s = rd_f32(scale + 4 * (rb * ncb + cb));
-            uint16_t *lut = luts + t * 256;
-            for (int code = 0; code < 256; code++)
-                lut[code] = dsq_f32_to_bf16(dec[code] * s);
+            dsq__fp8_build_lut(dec, rd_f32(scale + 4 * (rb * ncb + cb)), luts + t * 256);
         }
-#pragma omp parallel for num_threads(nth) schedule(static) if ((r1 - r0) * N > 65536)
+#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1 && (r1 - r0) * N > 65536)
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *in = src + r * N;
             uint16_t *o = out + (r - r0) * N;
-            const uint16_t *row_luts = luts + (r / Bm - rb0) * ncb * 256;
+            const int64_t rb = r / Bm;
             for (int64_t cb = 0; cb < ncb; cb++) {
-                const uint16_t *lut = row_luts + cb * 256;
-                const int64_t c0 = cb * Bn, c1 = c0 + Bn < N ? c0 + Bn : N;
-                for (int64_t col = c0; col < c1; col++)
-                    o[col] = lut[in[col]];
+                const int64_t c0 = cb * Bn, len = c0 + Bn < N ? Bn : N - c0;
+                if (simd)
+                    dsq__fp8_e4m3_row_simd(in + c0, o + c0, len,
+                                           rd_f32(scale + 4 * (rb * ncb + cb)));
+                else
+                    dsq__fp8_apply_lut(in + c0, o + c0, len,
+                                       luts + ((rb - rb0) * ncb + cb) * 256);
             }
         }
         const size_t nbytes = (size_t)((r1 - r0) * N * 2);
+        XXH64_update(c->hash, buf, nbytes);
         DSQ_TRY(dsq_wqueue_submit(c->q, buf, nbytes, err));
         dsq_st_release_range(sh, j->src_index, (uint64_t)(r0 * N), (uint64_t)((r1 - r0) * N));
         progress(c, nbytes);
@@ -398,6 +404,17 @@ static dsq_status write_shard(ctx *c, shard_plan *sp, dsq_err *err) {
     const dsq_st *sh = dsq_ckpt_shard(c->ck, sp->shard);
     uint64_t hash = 0;
     DSQ_TRY(dsq_st_writer_open(sp->w, c->out_dir, sp->name, err));
+    /* The writer thread only writes; hashing (xxHash64 for the manifest) is
+     * done here, on the chunk just produced, while it is still in cache. */
+    {
+        const uint8_t *prefix;
+        const char *header;
+        size_t prefix_len, header_len;
+        dsq_st_writer_hash_externally(sp->w, &prefix, &prefix_len, &header, &header_len);
+        XXH64_reset(c->hash, 0);
+        XXH64_update(c->hash, prefix, prefix_len);
+        XXH64_update(c->hash, header, header_len);
+    }
     dsq_wqueue_set_sink(c->q, sink_writer, sp->w);
     const size_t n = dsq_st_writer_count(sp->w);
     for (size_t k = 0; k < n; k++) {
@@ -408,7 +425,8 @@ static dsq_status write_shard(ctx *c, shard_plan *sp, dsq_err *err) {
             DSQ_TRY(copy_tensor(c, sh, j, err));
     }
     DSQ_TRY(dsq_wqueue_drain(c->q, err));
-    DSQ_TRY(dsq_st_writer_finish(sp->w, &hash, err));
+    DSQ_TRY(dsq_st_writer_finish(sp->w, NULL, err));
+    hash = XXH64_digest(c->hash);
     c->sum->shards_written++;
     c->sum->bytes_written += dsq_st_writer_file_size(sp->w);
     DSQ_TRY(record_shard(c, sp, hash, err));
@@ -599,10 +617,14 @@ dsq_status dsq_convert_fp8_bf16(const char *in_dir, const char *out_dir, const d
     c.in_dir = in_dir;
     c.out_dir = out_dir;
 #ifdef _OPENMP
-    c.nthreads = opts->threads > 0 ? opts->threads : omp_get_num_procs();
+    /* by default one core is left to the writer thread, which is as busy as
+     * the converters: write(2) copies every output byte once more */
+    c.nthreads = opts->threads > 0 ? opts->threads
+                                   : (omp_get_num_procs() > 1 ? omp_get_num_procs() - 1 : 1);
 #else
     c.nthreads = 1;
 #endif
+    c.simd = dsq__fp8_simd_available() && getenv("DSQ_NO_SIMD") == NULL;
     for (int i = 0; i < 256; i++) {
         c.dec_e4m3[i] = dsq_fp8_e4m3_to_f32((uint8_t)i);
         c.dec_e5m2[i] = dsq_fp8_e5m2_to_f32((uint8_t)i);
@@ -675,6 +697,8 @@ dsq_status dsq_convert_fp8_bf16(const char *in_dir, const char *out_dir, const d
     if ((uint64_t)max_cols * 2 > bs)
         bs = (size_t)max_cols * 2;
     DSQ_TRY(dsq_wqueue_start(&c.q, N_BUFS, bs, err));
+    c.hash = XXH64_createState();
+    DSQ_CHECK(c.hash != NULL, DSQ_NOMEM, err, "out of memory");
     for (size_t i = 0; i < c.n_plans; i++) {
         shard_plan *sp = &c.plans[i];
         if (opts->resume && c.old_manifest != NULL && resume_ok(&c, sp)) {
@@ -696,6 +720,8 @@ dsq_status dsq_convert_fp8_bf16(const char *in_dir, const char *out_dir, const d
 
 cleanup:
     dsq_wqueue_stop(c.q);
+    if (c.hash != NULL)
+        XXH64_freeState(c.hash);
     for (size_t i = 0; i < c.n_plans; i++) {
         dsq_st_writer_free(c.plans[i].w);
         free(c.plans[i].jobs);

@@ -70,6 +70,11 @@ dsq_status dsq_json_edit_top(const char *text, size_t len, const char *remove_ke
     json_error_t jerr;
     *out = NULL;
 
+    /* jansson lets a NUL byte end a number ("25\0,"); JSON has no place for one,
+     * and the scanner would copy it into the output */
+    const char *nul = memchr(text, '\0', len);
+    DSQ_CHECK(nul == NULL, DSQ_FORMAT, err, "%s: NUL byte at offset %zu", label,
+              (size_t)(nul - text));
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     DSQ_CHECK(root != NULL, DSQ_FORMAT, err, "%s: %s (line %d)", label, jerr.text, jerr.line);
     DSQ_CHECK(json_is_object(root), DSQ_FORMAT, err, "%s: not a JSON object", label);
@@ -100,7 +105,15 @@ dsq_status dsq_json_edit_top(const char *text, size_t len, const char *remove_ke
     /* Output: '{', the original leading whitespace, the kept members joined by
      * the separator that followed each of them in the original (comma and
      * formatting), the original whitespace before '}', and the rest. */
-    const size_t cap = len + (set_key ? strlen(set_key) : 0) + (set_value ? strlen(set_value) : 0) + 64;
+    const char *first_sep = ", ";
+    size_t first_sep_len = 2;
+    if (nmem > 1) {
+        first_sep = text + mem[0].val_end;
+        first_sep_len = mem[1].key_begin - mem[0].val_end;
+    }
+    /* an appended member repeats the first separator, which can be any length */
+    const size_t cap = len + first_sep_len + (set_key ? strlen(set_key) : 0) +
+                       (set_value ? strlen(set_value) : 0) + 64;
     buf = malloc(cap);
     DSQ_CHECK(buf != NULL, DSQ_NOMEM, err, "out of memory");
     size_t o = open + 1;
@@ -109,12 +122,6 @@ dsq_status dsq_json_edit_top(const char *text, size_t len, const char *remove_ke
         const size_t lead = mem[0].key_begin - (open + 1);
         memcpy(buf + o, text + open + 1, lead);
         o += lead;
-    }
-    const char *first_sep = ", ";
-    size_t first_sep_len = 2;
-    if (nmem > 1) {
-        first_sep = text + mem[0].val_end;
-        first_sep_len = mem[1].key_begin - mem[0].val_end;
     }
     int set_done = 0;
     ssize_t prev = -1; /* index of the previous kept member */

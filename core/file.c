@@ -64,6 +64,7 @@ struct dsq_outfile {
     char *final_path;
     uint64_t written;
     XXH64_state_t *hash;
+    int no_hash;
 };
 
 int dsq_name_is_safe(const char *name, size_t len) {
@@ -123,7 +124,8 @@ cleanup:
 
 dsq_status dsq_outfile_write(dsq_outfile *f, const void *buf, size_t n, dsq_err *err) {
     const uint8_t *p = buf;
-    XXH64_update(f->hash, buf, n);
+    if (!f->no_hash)
+        XXH64_update(f->hash, buf, n);
     while (n > 0) {
         const ssize_t w = write(f->fd, p, n > (1u << 30) ? (1u << 30) : n);
         if (w < 0) {
@@ -141,6 +143,10 @@ dsq_status dsq_outfile_write(dsq_outfile *f, const void *buf, size_t n, dsq_err 
 
 uint64_t dsq_outfile_written(const dsq_outfile *f) {
     return f->written;
+}
+
+void dsq_outfile_no_hash(dsq_outfile *f) {
+    f->no_hash = 1;
 }
 
 uint64_t dsq_outfile_xxh64(const dsq_outfile *f) {

@@ -32,6 +32,10 @@ dsq_status dsq_outfile_write(dsq_outfile *f, const void *buf, size_t n, dsq_err 
 uint64_t dsq_outfile_written(const dsq_outfile *f);
 /* xxHash64 (seed 0) of everything written so far. */
 uint64_t dsq_outfile_xxh64(const dsq_outfile *f);
+/* Stops dsq_outfile_write from hashing: a caller that writes from another
+ * thread hashes in its producer instead (dsq_outfile_xxh64 is then
+ * meaningless), so the writer thread does nothing but write(2). */
+void dsq_outfile_no_hash(dsq_outfile *f);
 /* Renames the temporary file to its final name and frees f. On failure the
  * temporary file is removed and f is freed too. */
 dsq_status dsq_outfile_commit(dsq_outfile *f, dsq_err *err);

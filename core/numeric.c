@@ -50,7 +50,7 @@ float dsq_fp8_e4m3_to_f32(uint8_t v) {
     const int s = v >> 7, e = (v >> 3) & 0xf, m = v & 7;
     float r;
     if (e == 0xf && m == 7)
-        return NAN;
+        return s ? -NAN : NAN; /* the sign survives, as in PyTorch's decoder */
     if (e == 0)
         r = ldexpf((float)m, -9);
     else

@@ -101,6 +101,10 @@ dsq_status dsq_st_parse(dsq_st **out, const uint8_t *p, size_t n, const char *la
     DSQ_CHECK(hlen >= 2 && p[8] == '{', DSQ_FORMAT, err,
               "%s: header does not start with '{' (not a safetensors file?)", label);
     s->header_len = hlen;
+    /* jansson lets a NUL byte end a number; the reference parser (serde_json) does not */
+    const uint8_t *nul = memchr(p + 8, '\0', (size_t)hlen);
+    DSQ_CHECK(nul == NULL, DSQ_FORMAT, err, "%s: NUL byte in the header at byte %zu", label,
+              (size_t)(nul - p));
 
     json_error_t jerr;
     root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);

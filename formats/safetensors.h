@@ -89,6 +89,12 @@ uint64_t dsq_st_writer_file_size(const dsq_st_writer *w);
 /* Creates dir/name (through a temporary) and writes the header. */
 dsq_status dsq_st_writer_open(dsq_st_writer *w, const char *dir, const char *name, dsq_err *err);
 dsq_status dsq_st_writer_write(dsq_st_writer *w, const void *data, size_t n, dsq_err *err);
+/* For callers that write data from a writer thread and hash it themselves
+ * (call after open, before any data): the first 8 + N bytes already written,
+ * i.e. the length prefix and the header; the writer stops hashing, and
+ * dsq_st_writer_finish then reports no hash. */
+void dsq_st_writer_hash_externally(dsq_st_writer *w, const uint8_t **prefix, size_t *prefix_len,
+                                   const char **header, size_t *header_len);
 /* Checks that every byte was written, then renames into place. *xxh64 (may
  * be NULL) receives the hash of the whole file. */
 dsq_status dsq_st_writer_finish(dsq_st_writer *w, uint64_t *xxh64, dsq_err *err);

@@ -34,6 +34,8 @@ struct dsq_st_writer {
     uint64_t data_size;
     uint64_t written;
     dsq_outfile *out;
+    uint8_t len_le[8];
+    int hash_external;
 };
 
 dsq_status dsq_st_writer_init(dsq_st_writer **out, dsq_err *err) {
@@ -212,7 +214,7 @@ uint64_t dsq_st_writer_file_size(const dsq_st_writer *w) {
 
 dsq_status dsq_st_writer_open(dsq_st_writer *w, const char *dir, const char *name, dsq_err *err) {
     dsq_status st = DSQ_OK;
-    uint8_t len_le[8];
+    uint8_t *len_le = w->len_le;
     DSQ_TRY(dsq_st_writer_layout(w, err));
     DSQ_CHECK(w->out == NULL, DSQ_INVALID_ARG, err, "safetensors writer: opened twice");
     DSQ_TRY(dsq_outfile_open(&w->out, dir, name, err));
@@ -222,6 +224,16 @@ dsq_status dsq_st_writer_open(dsq_st_writer *w, const char *dir, const char *nam
     DSQ_TRY(dsq_outfile_write(w->out, w->header, w->header_len, err));
 cleanup:
     return st;
+}
+
+void dsq_st_writer_hash_externally(dsq_st_writer *w, const uint8_t **prefix, size_t *prefix_len,
+                                   const char **header, size_t *header_len) {
+    *prefix = w->len_le;
+    *prefix_len = 8;
+    *header = w->header;
+    *header_len = w->header_len;
+    w->hash_external = 1;
+    dsq_outfile_no_hash(w->out);
 }
 
 dsq_status dsq_st_writer_write(dsq_st_writer *w, const void *data, size_t n, dsq_err *err) {
@@ -243,7 +255,7 @@ dsq_status dsq_st_writer_finish(dsq_st_writer *w, uint64_t *xxh64, dsq_err *err)
                            "safetensors writer: %" PRIu64 " of %" PRIu64 " data bytes written",
                            w->written, w->data_size);
     if (xxh64 != NULL)
-        *xxh64 = dsq_outfile_xxh64(w->out);
+        *xxh64 = w->hash_external ? 0 : dsq_outfile_xxh64(w->out);
     dsq_outfile *f = w->out;
     w->out = NULL;
     return dsq_outfile_commit(f, err);

@@ -35,17 +35,18 @@ static int has_suffix(const char *s, const char *suffix) {
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Reads the index: the sorted, de-duplicated shard names, and the weight map
- * kept for the cross-check once the shards are open. */
-static dsq_status read_index(dsq_ckpt *ck, const char *index_path, json_t **weight_map,
-                             json_t **root_out, dsq_err *err) {
+/* Parses the index text: the sorted, de-duplicated shard names, and the weight
+ * map kept for the cross-check once the shards are open. */
+static dsq_status parse_index(dsq_ckpt *ck, const char *text, size_t len, const char *index_path,
+                              json_t **weight_map, json_t **root_out, dsq_err *err) {
     dsq_status st = DSQ_OK;
-    char *text = NULL;
-    size_t len = 0;
     json_t *root = NULL;
     json_error_t jerr;
     const char **names = NULL;
-    DSQ_TRY(dsq_read_small_file(index_path, DSQ_INDEX_MAX_BYTES, &text, &len, err));
+    /* jansson lets a NUL byte end a number; JSON has no place for one */
+    const char *nul = memchr(text, '\0', len);
+    DSQ_CHECK(nul == NULL, DSQ_FORMAT, err, "%s: NUL byte at offset %zu", index_path,
+              (size_t)(nul - text));
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     DSQ_CHECK(root != NULL, DSQ_FORMAT, err, "%s: %s (line %d)", index_path, jerr.text, jerr.line);
     json_t *wm = json_object_get(root, "weight_map");
@@ -86,7 +87,34 @@ static dsq_status read_index(dsq_ckpt *ck, const char *index_path, json_t **weig
 cleanup:
     free(names);
     json_decref(root);
+    return st;
+}
+
+static dsq_status read_index(dsq_ckpt *ck, const char *index_path, json_t **weight_map,
+                             json_t **root_out, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    char *text = NULL;
+    size_t len = 0;
+    DSQ_TRY(dsq_read_small_file(index_path, DSQ_INDEX_MAX_BYTES, &text, &len, err));
+    DSQ_TRY(parse_index(ck, text, len, index_path, weight_map, root_out, err));
+cleanup:
     free(text);
+    return st;
+}
+
+dsq_status dsq_ckpt_index_parse(const char *text, size_t len, const char *label,
+                                size_t *n_shards, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    dsq_ckpt *ck = NULL;
+    json_t *root = NULL, *wm = NULL;
+    *n_shards = 0;
+    ck = calloc(1, sizeof *ck);
+    DSQ_CHECK(ck != NULL, DSQ_NOMEM, err, "out of memory");
+    DSQ_TRY(parse_index(ck, text, len, label ? label : "<memory>", &wm, &root, err));
+    *n_shards = ck->n_shards;
+cleanup:
+    json_decref(root);
+    dsq_ckpt_close(ck);
     return st;
 }
 

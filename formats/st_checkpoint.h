@@ -35,6 +35,14 @@ size_t dsq_ckpt_shard_count(const dsq_ckpt *ck);
 const char *dsq_ckpt_shard_name(const dsq_ckpt *ck, size_t i); /* file name only */
 const dsq_st *dsq_ckpt_shard(const dsq_ckpt *ck, size_t i);
 
+/* The index parser dsq_ckpt_open uses, on a caller's buffer (fuzzing, tests):
+ * validates `text` as a model.safetensors.index.json, every shard name
+ * included, and returns the number of distinct shards it names. Opens nothing.
+ * @return DSQ_OK, DSQ_FORMAT (bad JSON, no weight_map, a name that is a path),
+ *         DSQ_NOMEM. */
+dsq_status dsq_ckpt_index_parse(const char *text, size_t len, const char *label,
+                                size_t *n_shards, dsq_err *err);
+
 /* Finds a tensor anywhere in the checkpoint; returns NULL if absent. */
 const dsq_tensor_view *dsq_ckpt_find(const dsq_ckpt *ck, const char *name, size_t *shard,
                                      size_t *index_in_shard);

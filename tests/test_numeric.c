@@ -57,6 +57,7 @@ static void test_e4m3_all_codes(void **state) {
     assert_true(dsq_fp8_e4m3_to_f32(0x08) == 0.015625f);    /* 2^-6, smallest normal */
     assert_true(dsq_fp8_e4m3_to_f32(0x38) == 1.0f);
     assert_true(isnan(dsq_fp8_e4m3_to_f32(0x7F)) && isnan(dsq_fp8_e4m3_to_f32(0xFF)));
+    assert_true(signbit(dsq_fp8_e4m3_to_f32(0xFF)) && !signbit(dsq_fp8_e4m3_to_f32(0x7F)));
 }
 
 static void test_e5m2_all_codes(void **state) {

@@ -1,0 +1,22 @@
+/* convert/fp8_kernels.h: FP8 x block scale -> BF16 for one run of a row.
+ *
+ * The arithmetic is DeepSeek's weight_dequant: the FP8 value (exact in F32)
+ * times the block's scale, rounded once to F32, then to BF16 with round to
+ * nearest even. Two implementations give the same bits: a 256-entry table per
+ * block (portable; any FP8 flavour), and for E4M3 an AVX2 one that decodes the
+ * bits arithmetically (selected at run time, never required). */
+#ifndef DSQ_FP8_KERNELS_H
+#define DSQ_FP8_KERNELS_H
+
+#include <stdint.h>
+
+/* lut[code] = bf16(dec[code] * scale) */
+void dsq__fp8_build_lut(const float dec[256], float scale, uint16_t lut[256]);
+/* out[i] = lut[in[i]] */
+void dsq__fp8_apply_lut(const uint8_t *in, uint16_t *out, int64_t n, const uint16_t lut[256]);
+/* 1 when this CPU can run dsq__fp8_e4m3_row_simd */
+int dsq__fp8_simd_available(void);
+/* E4M3 only; same bits as the table path. */
+void dsq__fp8_e4m3_row_simd(const uint8_t *in, uint16_t *out, int64_t n, float scale);
+
+#endif
