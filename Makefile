@@ -37,6 +37,7 @@ LDLIBS  = $(DEPS_LIBS) -lm
 LDFLAGS := -fopenmp -pthread $(MOREFLAGS)
 
 .PHONY: all test asan demo bench fuzz clean check-clean
+.SECONDARY:
 .DEFAULT_GOAL := all
 
 -include $(CONFIG)

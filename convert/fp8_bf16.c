@@ -5,9 +5,10 @@
  *   code, so each 128 x 128 block needs one 256-entry table (256 products)
  *   and then one table lookup per element: the arithmetic is the reference's,
  *   the per-element work is a byte-indexed load.
- * - Output is produced in chunks of whole rows into a few fixed buffers that a
- *   writer thread drains (core/wqueue.h), so the conversion of chunk k+1
- *   overlaps the write(2) of chunk k.
+ * - Output is produced in chunks of whole rows into a few small fixed buffers
+ *   that a writer thread drains (core/wqueue.h), so the conversion of chunk
+ *   k+1 overlaps the write(2) of chunk k, and each chunk is still in cache
+ *   when it is copied into the page cache.
  * - Input is mapped and the pages behind the cursor are released, so resident
  *   memory does not grow with the shard size. */
 #include "convert/fp8_bf16.h"
@@ -36,8 +37,12 @@
 #include "formats/st_checkpoint.h"
 
 #define CONFIG_JSON "config.json"
-#define DEFAULT_BUF ((size_t)8 << 20)
-#define N_BUFS 4
+/* Small buffers, several of them: a chunk handed to the writer thread is
+ * still in cache when write(2) copies it into the page cache. With 8 MiB
+ * buffers the same conversion moved every byte through DRAM twice more and
+ * ran at half the speed of cp (measured: 7.0 s vs 4.0 s at 256 KiB). */
+#define DEFAULT_BUF ((size_t)256 << 10)
+#define N_BUFS 8
 #define MAX_COPY_DEPTH 8
 
 typedef enum action { ACT_COPY, ACT_CONVERT, ACT_KEEP_FP8 } action;

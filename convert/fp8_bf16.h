@@ -37,7 +37,7 @@ typedef struct dsq_fp8_opts {
     int dry_run;            /* validate and report the plan; write nothing */
     int keep_unscaled_fp8;  /* a FP8 weight without scale stays FP8 (the reference's
                                behaviour) instead of being an error */
-    size_t buf_size;        /* bytes per write buffer; 0 = 8 MiB */
+    size_t buf_size;        /* bytes per write buffer; 0 = 256 KiB */
     dsq_log_fn log;
     void *log_user;
     dsq_progress_fn progress;
