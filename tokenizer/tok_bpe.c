@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/heap.h"
 #include "tokenizer/tok_internal.h"
 
 typedef struct sym {
@@ -26,37 +27,7 @@ static int ent_less(const merge_ent *a, const merge_ent *b) {
     return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
 }
 
-static void heap_push(merge_ent *h, size_t *n, merge_ent e) {
-    size_t i = (*n)++;
-    while (i > 0) {
-        const size_t parent = (i - 1) / 2;
-        if (!ent_less(&e, &h[parent]))
-            break;
-        h[i] = h[parent];
-        i = parent;
-    }
-    h[i] = e;
-}
-
-static merge_ent heap_pop(merge_ent *h, size_t *n) {
-    const merge_ent top = h[0];
-    const merge_ent last = h[--(*n)];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n)
-            break;
-        if (c + 1 < *n && ent_less(&h[c + 1], &h[c]))
-            c++;
-        if (!ent_less(&h[c], &last))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (*n > 0)
-        h[i] = last;
-    return top;
-}
+DSQ_HEAP_DEFINE(heap, merge_ent, ent_less)
 
 dsq_status dsq__tok_bpe_piece(const dsq_tokenizer *t, const char *p, size_t n, tok_ids *ids,
                               tok_buf *scratch, dsq_err *err) {

@@ -26,6 +26,7 @@
 
 #include "core/checked.h"
 #include "core/file.h"
+#include "core/heap.h"
 #include "tokenizer/tok_internal.h"
 
 #define SPM_SPACE "\xe2\x96\x81" /* U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's space */
@@ -52,37 +53,7 @@ static int spm_before(const spm_ent *a, const spm_ent *b) {
     return a->left < b->left;
 }
 
-static void spm_push(spm_ent *h, size_t *n, spm_ent e) {
-    size_t i = (*n)++;
-    while (i > 0) {
-        const size_t parent = (i - 1) / 2;
-        if (!spm_before(&e, &h[parent]))
-            break;
-        h[i] = h[parent];
-        i = parent;
-    }
-    h[i] = e;
-}
-
-static spm_ent spm_pop(spm_ent *h, size_t *n) {
-    const spm_ent top = h[0];
-    const spm_ent last = h[--(*n)];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n)
-            break;
-        if (c + 1 < *n && spm_before(&h[c + 1], &h[c]))
-            c++;
-        if (!spm_before(&h[c], &last))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (*n > 0)
-        h[i] = last;
-    return top;
-}
+DSQ_HEAP_DEFINE(spm, spm_ent, spm_before)
 
 /* Pushes the pair (l, r) when its concatenation is a token. */
 static void try_pair(const dsq_tokenizer *t, const char *txt, const spm_sym *s, int32_t l,
