@@ -1,0 +1,724 @@
+/* convert/quantize_gguf.c: the `dsq quantize` driver (see quantize_gguf.h).
+ *
+ * plan:    checkpoint + config.json + the architecture table -> one entry per GGUF tensor
+ *          with its source views and transform; types from the preset rules, in
+ *          llama-quantize's order (non-layer tensors, then layer by layer, by name).
+ * header:  general.*, {arch}.*, tokenizer.* KVs and every tensor info, through the GGUF
+ *          writer, so the file layout (offsets, padding) is fixed before any data.
+ * data:    per entry, per 2-D slice: source rows -> F32 (FP8 x block scale in F32, F16 and
+ *          BF16 widened exactly) -> transform -> dsq_quantize_rows -> writer. */
+#include "convert/quantize_gguf.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "convert/hf_config.h"
+#include "convert/qz_arch.h"
+#include "convert/qz_rules.h"
+#include "convert/qz_vocab.h"
+#include "core/checked.h"
+#include "core/file.h"
+#include "core/numeric.h"
+#include "formats/gguf.h"
+#include "formats/st_checkpoint.h"
+#include "quantize/quant.h"
+
+#define MAX_CONFIG ((size_t)16 << 20)
+/* Slices smaller than this many elements are done on one thread: on a loaded machine the
+ * fork/join and spin-wait of an OpenMP region cost more than the work (the tiny models ran
+ * 4x slower on 2 threads than on 1). The bytes do not depend on the thread count. */
+#define PAR_MIN ((int64_t)1 << 20)
+
+typedef struct src_ref {
+    const dsq_tensor_view *v;
+    const dsq_tensor_view *scale; /* F32 block scales of a FP8 weight, else NULL */
+    size_t shard, index;
+} src_ref;
+
+typedef struct entry {
+    dsq_qz_tensor t;
+    int layer; /* -1 outside the blocks */
+    dsq_qz_src how;
+    src_ref *src; /* 1, or n_expert for DSQ_QZ_SRC_EXPERTS */
+    int n_src;
+} entry;
+
+typedef struct override {
+    regex_t re;
+    dsq_dtype type;
+    int compiled;
+} override;
+
+typedef struct ctx {
+    const dsq_qz_opts *o;
+    dsq_ckpt *ck;
+    json_t *cfg;
+    const dsq_qz_arch *arch;
+    dsq_qz_hparams hp;
+    const dsq_ftype_info *ft;
+    int64_t bm, bn; /* FP8 scale block */
+    entry *e;
+    size_t n_e, cap_e;
+    uint8_t **used; /* per shard, per tensor */
+    override *ov;
+    size_t n_ov;
+    dsq_dtype out_type, embd_type; /* DSQ_DTYPE_INVALID: the rule decides */
+    float e4m3[256], e5m2[256];
+    int nthreads;
+} ctx;
+
+static void say(const ctx *c, dsq_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say(const ctx *c, dsq_log_level lvl, const char *fmt, ...) {
+    if (c->o->log == NULL)
+        return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    c->o->log(c->o->log_user, lvl, buf);
+}
+
+void dsq_qz_summary_free(dsq_qz_summary *s) {
+    if (s == NULL)
+        return;
+    free(s->tensors);
+    s->tensors = NULL;
+    s->n_tensors = 0;
+}
+
+/* A quantizer type by name ("q6_k" too). DSQ_DTYPE_INVALID when dsq cannot write it. */
+static dsq_dtype qtype_from_name(const char *s) {
+    char up[32];
+    size_t i = 0;
+    for (; s[i] != '\0' && i + 1 < sizeof up; i++)
+        up[i] = (char)toupper((unsigned char)s[i]);
+    up[i] = '\0';
+    const dsq_dtype t = dsq_dtype_from_name(up);
+    return t != DSQ_DTYPE_INVALID && dsq_quant_supported(t) ? t : DSQ_DTYPE_INVALID;
+}
+
+static int is_quantized(dsq_dtype t) {
+    return t != DSQ_DTYPE_F32 && t != DSQ_DTYPE_F16 && t != DSQ_DTYPE_BF16;
+}
+
+static int64_t block_of(dsq_dtype t) {
+    return (int64_t)dsq_dtype_get(t)->block_size;
+}
+
+/* ============================================================================================
+ * Options
+ * ========================================================================================== */
+
+static dsq_status parse_opts(ctx *c, dsq_err *err) {
+    const dsq_qz_opts *o = c->o;
+    c->ft = dsq_ftype_find(o->type);
+    if (c->ft == NULL)
+        return dsq_err_set(err, DSQ_INVALID_ARG,
+                           "unknown type '%s' (see `dsq quantize --help` for the list)",
+                           o->type ? o->type : "");
+    c->out_type = c->embd_type = DSQ_DTYPE_INVALID;
+    if (o->output_tensor_type &&
+        (c->out_type = qtype_from_name(o->output_tensor_type)) == DSQ_DTYPE_INVALID)
+        return dsq_err_set(err, DSQ_INVALID_ARG, "--output-tensor-type: unknown type '%s'",
+                           o->output_tensor_type);
+    if (o->token_embedding_type &&
+        (c->embd_type = qtype_from_name(o->token_embedding_type)) == DSQ_DTYPE_INVALID)
+        return dsq_err_set(err, DSQ_INVALID_ARG, "--token-embedding-type: unknown type '%s'",
+                           o->token_embedding_type);
+    if (o->n_tensor_types > 0) {
+        c->ov = calloc(o->n_tensor_types, sizeof *c->ov);
+        if (c->ov == NULL)
+            return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < o->n_tensor_types; i++) {
+        const char *spec = o->tensor_types[i];
+        const char *eq = strrchr(spec, '=');
+        if (eq == NULL || eq == spec)
+            return dsq_err_set(err, DSQ_INVALID_ARG, "--tensor-type '%s': expected PATTERN=TYPE",
+                               spec);
+        override *v = &c->ov[c->n_ov];
+        if ((v->type = qtype_from_name(eq + 1)) == DSQ_DTYPE_INVALID)
+            return dsq_err_set(err, DSQ_INVALID_ARG, "--tensor-type '%s': unknown type '%s'",
+                               spec, eq + 1);
+        char *pat = strndup(spec, (size_t)(eq - spec));
+        if (pat == NULL)
+            return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+        const int rc = regcomp(&v->re, pat, REG_EXTENDED | REG_NOSUB);
+        free(pat);
+        if (rc != 0)
+            return dsq_err_set(err, DSQ_INVALID_ARG, "--tensor-type '%s': bad regular expression",
+                               spec);
+        v->compiled = 1;
+        c->n_ov++;
+    }
+    return DSQ_OK;
+}
+
+/* ============================================================================================
+ * Plan
+ * ========================================================================================== */
+
+static dsq_status check_scale(const ctx *c, const dsq_tensor_view *w, const dsq_tensor_view *s,
+                              dsq_err *err) {
+    if (s->dtype != DSQ_DTYPE_F32)
+        return dsq_err_set(err, DSQ_UNSUPPORTED, "tensor '%s': scale is %s, expected F32",
+                           s->name, dsq_dtype_name(s->dtype));
+    const int64_t r = (int64_t)dsq_ceil_div_u64((uint64_t)w->shape[0], (uint64_t)c->bm);
+    const int64_t k = (int64_t)dsq_ceil_div_u64((uint64_t)w->shape[1], (uint64_t)c->bn);
+    if (s->ndim != 2 || s->shape[0] != r || s->shape[1] != k)
+        return dsq_err_set(err, DSQ_FORMAT,
+                           "tensor '%s': scale shape does not match the weight in %lldx%lld "
+                           "blocks (expected [%lld, %lld])",
+                           s->name, (long long)c->bm, (long long)c->bn, (long long)r,
+                           (long long)k);
+    return DSQ_OK;
+}
+
+static dsq_status find_src(ctx *c, const char *hf, const char *gguf, int optional, src_ref *out,
+                           int *found, dsq_err *err) {
+    size_t sh = 0, ix = 0;
+    memset(out, 0, sizeof *out);
+    *found = 0;
+    const dsq_tensor_view *v = dsq_ckpt_find(c->ck, hf, &sh, &ix);
+    if (v == NULL) {
+        if (optional)
+            return DSQ_OK;
+        return dsq_err_set(err, DSQ_NOT_FOUND,
+                           "checkpoint has no tensor '%s' (needed for %s '%s')", hf,
+                           c->arch->gguf_name, gguf);
+    }
+    *found = 1;
+    c->used[sh][ix] = 1;
+    out->v = v;
+    out->shard = sh;
+    out->index = ix;
+    switch (v->dtype) {
+        case DSQ_DTYPE_F32:
+        case DSQ_DTYPE_F16:
+        case DSQ_DTYPE_BF16: break;
+        case DSQ_DTYPE_F8_E4M3:
+        case DSQ_DTYPE_F8_E5M2: {
+            char sname[512];
+            snprintf(sname, sizeof sname, "%s_scale_inv", hf);
+            size_t ssh = 0, six = 0;
+            const dsq_tensor_view *s = dsq_ckpt_find(c->ck, sname, &ssh, &six);
+            if (s == NULL)
+                return dsq_err_set(err, DSQ_FORMAT, "FP8 tensor '%s' has no '%s'", hf, sname);
+            if (v->ndim != 2)
+                return dsq_err_set(err, DSQ_UNSUPPORTED, "FP8 tensor '%s' is not 2-D", hf);
+            c->used[ssh][six] = 1;
+            out->scale = s;
+            return check_scale(c, v, s, err);
+        }
+        default:
+            return dsq_err_set(err, DSQ_UNSUPPORTED,
+                               "tensor '%s': dtype %s cannot be quantized (F32, F16, BF16 or "
+                               "F8_E4M3/F8_E5M2 with block scales)",
+                               hf, dsq_dtype_name(v->dtype));
+    }
+    if (v->ndim < 1 || v->ndim > 2)
+        return dsq_err_set(err, DSQ_UNSUPPORTED, "tensor '%s' has %d dimensions (1 or 2 expected)",
+                           hf, v->ndim);
+    return DSQ_OK;
+}
+
+/* The table's patterns hold up to two "%d" (layer, expert): substituted here rather than
+ * passed to printf as a format. */
+static void fmt_name(char *buf, size_t size, const char *pat, int a, int b) {
+    size_t o = 0;
+    int k = 0;
+    for (const char *p = pat; *p != '\0' && o + 1 < size; p++) {
+        if (p[0] == '%' && p[1] == 'd') {
+            const int n = snprintf(buf + o, size - o, "%d", k++ == 0 ? a : b);
+            o += n > 0 ? (size_t)n : 0;
+            if (o >= size)
+                o = size - 1;
+            p++;
+        } else {
+            buf[o++] = *p;
+        }
+    }
+    buf[o] = '\0';
+}
+
+static dsq_status add_entry(ctx *c, const dsq_qz_trow *row, int il, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    char gguf[128], hf[256];
+    const int optional = (row->when & DSQ_QZ_W_OPTIONAL) != 0;
+    const dsq_qz_hparams *hp = &c->hp;
+    int found = 0;
+    fmt_name(gguf, sizeof gguf, row->gguf, il, 0);
+    if (strlen(gguf) > DSQ_GGUF_MAX_NAME)
+        return dsq_err_set(err, DSQ_FORMAT, "GGUF name '%s' too long", gguf);
+    if (c->n_e == c->cap_e) {
+        const size_t cap = c->cap_e ? 2 * c->cap_e : 64;
+        entry *ne = realloc(c->e, cap * sizeof *ne);
+        if (ne == NULL)
+            return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+        c->e = ne;
+        c->cap_e = cap;
+    }
+    entry *e = &c->e[c->n_e];
+    memset(e, 0, sizeof *e);
+    memcpy(e->t.name, gguf, strlen(gguf) + 1); /* <= DSQ_GGUF_MAX_NAME, checked above */
+    e->layer = il;
+    e->how = row->src;
+    e->n_src = row->src == DSQ_QZ_SRC_EXPERTS ? (int)hp->n_expert : 1;
+    e->src = calloc((size_t)e->n_src, sizeof *e->src);
+    if (e->src == NULL)
+        return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+    c->n_e++; /* owns e->src from here on */
+
+    for (int x = 0; x < e->n_src; x++) {
+        fmt_name(hf, sizeof hf, row->hf, il, x);
+        DSQ_TRY(find_src(c, hf, gguf, optional, &e->src[x], &found, err));
+        if (!found) { /* optional and absent */
+            free(e->src);
+            c->n_e--;
+            return DSQ_OK;
+        }
+    }
+    const dsq_tensor_view *v = e->src[0].v;
+    const int64_t rows = v->ndim == 2 ? v->shape[0] : 1, cols = v->shape[v->ndim - 1];
+    e->t.n_dims = (uint32_t)v->ndim;
+    e->t.ne[0] = cols;
+    e->t.ne[1] = v->ndim == 2 ? rows : 1;
+    e->t.ne[2] = e->t.ne[3] = 1;
+    switch (e->how) {
+        case DSQ_QZ_SRC_PLAIN: break;
+        case DSQ_QZ_SRC_PERMUTE_Q:
+        case DSQ_QZ_SRC_PERMUTE_K: {
+            const int64_t h = e->how == DSQ_QZ_SRC_PERMUTE_Q ? hp->n_head : hp->n_head_kv;
+            DSQ_CHECK(v->ndim == 2 && rows % (2 * h) == 0, DSQ_FORMAT, err,
+                      "tensor '%s': %lld rows do not split into %lld heads of an even size",
+                      v->name, (long long)rows, (long long)h);
+            break;
+        }
+        case DSQ_QZ_SRC_EXPERTS:
+            for (int x = 1; x < e->n_src; x++) {
+                const dsq_tensor_view *u = e->src[x].v;
+                DSQ_CHECK(u->ndim == v->ndim && u->shape[0] == v->shape[0] &&
+                              u->shape[u->ndim - 1] == cols,
+                          DSQ_FORMAT, err, "expert tensor '%s' differs in shape from '%s'",
+                          u->name, v->name);
+            }
+            DSQ_CHECK(v->ndim == 2, DSQ_FORMAT, err, "expert tensor '%s' is not 2-D", v->name);
+            e->t.n_dims = 3;
+            e->t.ne[2] = e->n_src;
+            break;
+        case DSQ_QZ_SRC_K_B:
+        case DSQ_QZ_SRC_V_B:
+            DSQ_CHECK(v->ndim == 2 && rows == hp->n_head * (hp->qk_nope + hp->v_head_dim) &&
+                          cols == hp->kv_lora_rank,
+                      DSQ_FORMAT, err,
+                      "tensor '%s': shape [%lld, %lld], expected [%lld, %lld] (heads x "
+                      "(qk_nope + v_head_dim), kv_lora_rank)",
+                      v->name, (long long)rows, (long long)cols,
+                      (long long)(hp->n_head * (hp->qk_nope + hp->v_head_dim)),
+                      (long long)hp->kv_lora_rank);
+            e->t.n_dims = 3;
+            e->t.ne[0] = e->how == DSQ_QZ_SRC_K_B ? hp->qk_nope : hp->kv_lora_rank;
+            e->t.ne[1] = e->how == DSQ_QZ_SRC_K_B ? hp->kv_lora_rank : hp->v_head_dim;
+            e->t.ne[2] = hp->n_head;
+            break;
+    }
+cleanup:
+    return st;
+}
+
+/* Tensors no GGUF tensor comes from, by design: block scales (consumed with their weight),
+ * rotary inv_freq buffers, and for deepseek2 "model.layers.N." with N >= block_count, the
+ * multi-token-prediction layer llama.cpp's converter drops. */
+static int is_skipped(const ctx *c, const char *name) {
+    int il = -1, n = 0;
+    const size_t len = strlen(name);
+    if (len > 10 && strcmp(name + len - 10, "_scale_inv") == 0)
+        return 1;
+    if (strstr(name, "rotary_emb.inv_freq") != NULL)
+        return 1;
+    return c->arch->drops_extra_layers && sscanf(name, "model.layers.%d.%n", &il, &n) == 1 &&
+           n > 0 && il >= c->hp.n_layer;
+}
+
+/* llama_model_loader's weight_name_comparer: by layer (-1 first), then by name. */
+static int entry_cmp(const void *pa, const void *pb) {
+    const entry *a = pa, *b = pb;
+    if (a->layer != b->layer)
+        return a->layer < b->layer ? -1 : 1;
+    return strcmp(a->t.name, b->t.name);
+}
+
+static dsq_status choose_types(ctx *c, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    dsq_qz_state s;
+    memset(&s, 0, sizeof s);
+    s.m.n_layer = (int)c->hp.n_layer;
+    s.m.n_expert = strcmp(c->arch->gguf_name, "deepseek2") == 0 ? (int)c->hp.n_expert : 0;
+    s.m.n_head = (int)c->hp.n_head;
+    /* what the loader will read as head_count_kv */
+    s.m.n_head_kv = (int)(strcmp(c->arch->gguf_name, "deepseek2") == 0 && !c->hp.kvb_legacy
+                              ? 1
+                              : c->hp.n_head_kv);
+    s.m.is_70b = strcmp(c->arch->gguf_name, "llama") == 0 && c->hp.n_layer == 80 &&
+                 c->hp.n_head != c->hp.n_head_kv;
+    for (size_t i = 0; i < c->n_e; i++) {
+        const char *n = c->e[i].t.name;
+        if (strstr(n, "attn_v.weight") || strstr(n, "attn_qkv.weight") ||
+            strstr(n, "attn_kv_b.weight"))
+            s.m.n_attention_wv++;
+        if (strcmp(n, "output.weight") == 0)
+            s.m.has_output = 1;
+    }
+    for (size_t i = 0; i < c->n_e; i++) {
+        dsq_qz_tensor *t = &c->e[i].t;
+        dsq_dtype ty = DSQ_DTYPE_F32;
+        if (dsq_qz_is_quantizable(t->name, (int)t->n_dims)) {
+            ty = c->ft->base;
+            if (!c->o->pure && is_quantized(ty))
+                DSQ_TRY(dsq_qz_rule_type(&s, c->ft, t->name, t->ne[0], &ty, &t->fallback, err));
+            for (size_t k = 0; k < c->n_ov; k++)
+                if (regexec(&c->ov[k].re, t->name, 0, NULL, 0) == 0) {
+                    ty = c->ov[k].type;
+                    t->fallback = 0;
+                    break;
+                }
+            if (c->embd_type != DSQ_DTYPE_INVALID && strcmp(t->name, "token_embd.weight") == 0)
+                ty = c->embd_type;
+            if (c->out_type != DSQ_DTYPE_INVALID && strcmp(t->name, "output.weight") == 0)
+                ty = c->out_type;
+            if (t->fallback)
+                say(c, DSQ_LOG_INFO,
+                    "%s: row length %lld is not a multiple of the preset type's block, using "
+                    "%s",
+                    t->name, (long long)t->ne[0], dsq_dtype_name(ty));
+        }
+        DSQ_CHECK(t->ne[0] % block_of(ty) == 0, DSQ_UNSUPPORTED, err,
+                  "tensor '%s': row length %lld is not a multiple of %s's block of %lld, and "
+                  "no fallback applies (use a preset, or --tensor-type to pick another type)",
+                  t->name, (long long)t->ne[0], dsq_dtype_name(ty), (long long)block_of(ty));
+        size_t row = 0;
+        DSQ_TRY(dsq_quant_row_size(ty, t->ne[0], &row));
+        t->type = ty;
+        t->nbytes = (uint64_t)row * (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]);
+    }
+cleanup:
+    return st;
+}
+
+static dsq_status read_config(ctx *c, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    char *path = dsq_path_join(dsq_ckpt_dir(c->ck), "config.json"), *text = NULL;
+    size_t len = 0;
+    json_error_t je;
+    int found = 0;
+    DSQ_CHECK(path != NULL, DSQ_NOMEM, err, "out of memory");
+    DSQ_TRY(dsq_read_small_file(path, MAX_CONFIG, &text, &len, err));
+    c->cfg = json_loadb(text, len, 0, &je);
+    DSQ_CHECK(json_is_object(c->cfg), DSQ_FORMAT, err, "%s: line %d: %s", path, je.line,
+              c->cfg ? "not a JSON object" : je.text);
+    const char *an = json_string_value(json_array_get(json_object_get(c->cfg, "architectures"), 0));
+    c->arch = dsq_qz_arch_find(an);
+    DSQ_CHECK(c->arch != NULL, DSQ_UNSUPPORTED, err,
+              "%s: architecture '%s' is not supported (supported: %s)", path,
+              an ? an : "(none)", dsq_qz_arch_names());
+    c->hp.kvb_legacy = c->o->mla_legacy;
+    DSQ_TRY(dsq_qz_hparams_read(c->arch, c->cfg, &c->hp, err));
+    DSQ_TRY(dsq_config_fp8_block(text, len, path, &c->bm, &c->bn, &found, err));
+cleanup:
+    free(path);
+    free(text);
+    return st;
+}
+
+static dsq_status build_plan(ctx *c, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    const size_t ns = dsq_ckpt_shard_count(c->ck);
+    c->used = calloc(ns ? ns : 1, sizeof *c->used);
+    DSQ_CHECK(c->used != NULL, DSQ_NOMEM, err, "out of memory");
+    for (size_t s = 0; s < ns; s++) {
+        const size_t n = dsq_st_count(dsq_ckpt_shard(c->ck, s));
+        DSQ_CHECK((c->used[s] = calloc(n ? n : 1, 1)) != NULL, DSQ_NOMEM, err, "out of memory");
+    }
+    for (int il = -1; il < (int)c->hp.n_layer; il++)
+        for (int r = 0; r < c->arch->n_rows; r++)
+            if (dsq_qz_row_applies(&c->arch->rows[r], &c->hp, il))
+                DSQ_TRY(add_entry(c, &c->arch->rows[r], il, err));
+    for (size_t s = 0; s < ns; s++) {
+        const dsq_st *sh = dsq_ckpt_shard(c->ck, s);
+        for (size_t i = 0; i < dsq_st_count(sh); i++) {
+            const char *n = dsq_st_tensor(sh, i)->name;
+            DSQ_CHECK(c->used[s][i] || is_skipped(c, n), DSQ_FORMAT, err,
+                      "tensor '%s' has no GGUF name in the %s mapping", n, c->arch->gguf_name);
+        }
+    }
+    qsort(c->e, c->n_e, sizeof *c->e, entry_cmp);
+    DSQ_TRY(choose_types(c, err));
+cleanup:
+    return st;
+}
+
+/* ============================================================================================
+ * Header
+ * ========================================================================================== */
+
+static const char *base_name(const char *path, char *buf, size_t size) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/')
+        b--;
+    snprintf(buf, size, "%.*s", (int)(n - b), path + b);
+    return buf;
+}
+
+static dsq_status build_header(ctx *c, dsq_gguf_writer *w, const char *in, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    char name[256];
+    const char *an = c->arch->gguf_name;
+    DSQ_TRY(dsq_gguf_writer_add_str(w, "general.architecture", an, strlen(an), err));
+    DSQ_TRY(dsq_gguf_writer_add_str(w, "general.type", "model", 5, err));
+    base_name(in, name, sizeof name);
+    if (name[0] != '\0' && strcmp(name, ".") != 0)
+        DSQ_TRY(dsq_gguf_writer_add_str(w, "general.name", name, strlen(name), err));
+    DSQ_TRY(c->arch->add_kv(w, c->cfg, &c->hp, err));
+    DSQ_TRY(dsq_qz_add_vocab(w, dsq_ckpt_dir(c->ck), c->hp.n_vocab, c->o->tokenizer_pre, err));
+    /* Last, in this order: llama-quantize re-sets both keys on the converter's file, and
+     * ggml moves a re-set key to the end, so the whole file matches llama-quantize's. */
+    DSQ_TRY(dsq_gguf_writer_add_u32(w, "general.quantization_version", 2, err));
+    DSQ_TRY(dsq_gguf_writer_add_u32(w, "general.file_type", (uint32_t)c->ft->ftype, err));
+    for (size_t i = 0; i < c->n_e; i++) {
+        const dsq_qz_tensor *t = &c->e[i].t;
+        DSQ_TRY(dsq_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, err));
+    }
+cleanup:
+    return st;
+}
+
+/* ============================================================================================
+ * Data
+ * ========================================================================================== */
+
+static float rd_f32(const uint8_t *p) {
+    uint32_t u;
+    memcpy(&u, p, 4);
+    return dsq_bits_f32(u);
+}
+
+/* Row r of a source view as F32: cols elements into out. */
+static void read_row(const ctx *c, const src_ref *s, int64_t r, float *out) {
+    const dsq_tensor_view *v = s->v;
+    const int64_t cols = v->shape[v->ndim - 1];
+    const uint8_t *p = (const uint8_t *)v->data;
+    switch (v->dtype) {
+        case DSQ_DTYPE_F32: memcpy(out, p + (size_t)(r * cols) * 4, (size_t)cols * 4); break;
+        case DSQ_DTYPE_F16:
+        case DSQ_DTYPE_BF16: {
+            const uint8_t *q = p + (size_t)(r * cols) * 2;
+            for (int64_t j = 0; j < cols; j++) {
+                const uint16_t h = (uint16_t)(q[2 * j] | q[2 * j + 1] << 8);
+                out[j] = v->dtype == DSQ_DTYPE_F16 ? dsq_f16_to_f32(h) : dsq_bf16_to_f32(h);
+            }
+            break;
+        }
+        case DSQ_DTYPE_F8_E4M3:
+        case DSQ_DTYPE_F8_E5M2: {
+            /* W[r][j] * scale_inv[r / Bm][j / Bn], the product rounded to F32 once */
+            const float *dec = v->dtype == DSQ_DTYPE_F8_E4M3 ? c->e4m3 : c->e5m2;
+            const uint8_t *q = p + (size_t)(r * cols);
+            const int64_t sc = s->scale->shape[1];
+            const uint8_t *srow = (const uint8_t *)s->scale->data + (size_t)((r / c->bm) * sc) * 4;
+            for (int64_t j0 = 0; j0 < cols; j0 += c->bn) {
+                const float f = rd_f32(srow + (size_t)(j0 / c->bn) * 4);
+                const int64_t j1 = j0 + c->bn < cols ? j0 + c->bn : cols;
+                for (int64_t j = j0; j < j1; j++)
+                    out[j] = dec[q[j]] * f;
+            }
+            break;
+        }
+        default: break; /* excluded by find_src */
+    }
+}
+
+/* Slice `sl` (a 2-D [rows, cols] piece of the output, rows = ne[1], cols = ne[0]) as F32. */
+static void fill_slice(const ctx *c, const entry *e, int64_t sl, float *out, float *tmp) {
+    const int64_t cols = e->t.ne[0], rows = e->t.ne[1];
+    const dsq_qz_hparams *hp = &c->hp;
+    const int nt = c->nthreads;
+    (void)nt;
+    if (e->how == DSQ_QZ_SRC_K_B) {
+        /* attn_k_b[h] = kv_b[h][0:nope, :] transposed: out[r][j] = kv_b[h*(nope+v) + j][r] */
+        const int64_t base = sl * (hp->qk_nope + hp->v_head_dim);
+        for (int64_t j = 0; j < cols; j++) {
+            read_row(c, &e->src[0], base + j, tmp);
+            for (int64_t r = 0; r < rows; r++)
+                out[r * cols + j] = tmp[r];
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && rows * cols >= PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const src_ref *s = &e->src[0];
+        int64_t sr = r;
+        switch (e->how) {
+            case DSQ_QZ_SRC_PERMUTE_Q: sr = dsq_qz_permute_src_row(r, rows, hp->n_head); break;
+            case DSQ_QZ_SRC_PERMUTE_K: sr = dsq_qz_permute_src_row(r, rows, hp->n_head_kv); break;
+            case DSQ_QZ_SRC_EXPERTS: s = &e->src[sl]; break;
+            case DSQ_QZ_SRC_V_B: sr = sl * (hp->qk_nope + hp->v_head_dim) + hp->qk_nope + r; break;
+            case DSQ_QZ_SRC_PLAIN:
+            case DSQ_QZ_SRC_K_B: break;
+        }
+        read_row(c, s, sr, out + r * cols);
+    }
+}
+
+static dsq_status write_data(ctx *c, dsq_gguf_writer *w, uint64_t total, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    float *f32 = NULL, *tmp = NULL;
+    uint8_t *q = NULL;
+    size_t f32_cap = 0, q_cap = 0, tmp_cap = 0;
+    uint64_t done = 0;
+    for (size_t i = 0; i < c->n_e; i++) {
+        const entry *e = &c->e[i];
+        const int64_t cols = e->t.ne[0], rows = e->t.ne[1], slices = e->t.ne[2];
+        size_t row_bytes = 0;
+        DSQ_TRY(dsq_quant_row_size(e->t.type, cols, &row_bytes));
+        const size_t nf = (size_t)(rows * cols), nq = row_bytes * (size_t)rows;
+        const size_t nt = (size_t)(e->src[0].v->shape[e->src[0].v->ndim - 1]);
+        if (nf > f32_cap) {
+            free(f32);
+            DSQ_CHECK((f32 = malloc(nf * sizeof *f32)) != NULL, DSQ_NOMEM, err,
+                      "out of memory (%zu floats for '%s')", nf, e->t.name);
+            f32_cap = nf;
+        }
+        if (nq > q_cap) {
+            free(q);
+            DSQ_CHECK((q = malloc(nq)) != NULL, DSQ_NOMEM, err, "out of memory");
+            q_cap = nq;
+        }
+        if (nt > tmp_cap) {
+            free(tmp);
+            DSQ_CHECK((tmp = malloc(nt * sizeof *tmp)) != NULL, DSQ_NOMEM, err, "out of memory");
+            tmp_cap = nt;
+        }
+        for (int64_t sl = 0; sl < slices; sl++) {
+            fill_slice(c, e, sl, f32, tmp);
+            st = dsq_quantize_rows(e->t.type, f32, q, rows, cols, NULL,
+                                   rows * cols >= PAR_MIN ? c->o->threads : 1);
+            DSQ_CHECK(st == DSQ_OK, st, err, "tensor '%s'%s: quantizing to %s failed: %s",
+                      e->t.name, st == DSQ_RANGE ? " has NaN or infinite weights" : "",
+                      dsq_dtype_name(e->t.type), dsq_status_str(st));
+            DSQ_TRY(dsq_gguf_writer_write(w, q, nq, err));
+            done += nq;
+            if (c->o->progress)
+                c->o->progress(c->o->progress_user, done, total);
+        }
+        for (int x = 0; x < e->n_src; x++)
+            dsq_st_release(dsq_ckpt_shard(c->ck, e->src[x].shard), e->src[x].index);
+    }
+cleanup:
+    free(f32);
+    free(q);
+    free(tmp);
+    return st;
+}
+
+/* ============================================================================================
+ * Entry point
+ * ========================================================================================== */
+
+static dsq_status split_path(const char *out_path, char **dir, char **name, dsq_err *err) {
+    const char *slash = strrchr(out_path, '/');
+    *dir = slash ? strndup(out_path, (size_t)(slash - out_path) + (slash == out_path))
+                 : strdup(".");
+    *name = strdup(slash ? slash + 1 : out_path);
+    if (*dir == NULL || *name == NULL)
+        return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+    if (!dsq_name_is_safe(*name, strlen(*name)))
+        return dsq_err_set(err, DSQ_INVALID_ARG, "output '%s': not a usable file name", out_path);
+    return DSQ_OK;
+}
+
+dsq_status dsq_quantize_gguf(const char *in, const char *out_path, const dsq_qz_opts *o,
+                             dsq_qz_summary *s, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    ctx c;
+    dsq_gguf_writer *w = NULL;
+    char *dir = NULL, *name = NULL;
+    memset(&c, 0, sizeof c);
+    memset(s, 0, sizeof *s);
+    c.o = o;
+#ifdef _OPENMP
+    c.nthreads = o->threads > 0 ? o->threads : omp_get_max_threads();
+#else
+    c.nthreads = 1;
+#endif
+    for (int i = 0; i < 256; i++) {
+        c.e4m3[i] = dsq_fp8_e4m3_to_f32((uint8_t)i);
+        c.e5m2[i] = dsq_fp8_e5m2_to_f32((uint8_t)i);
+    }
+    DSQ_TRY(parse_opts(&c, err));
+    if (!o->dry_run)
+        DSQ_TRY(split_path(out_path, &dir, &name, err));
+    {
+        const size_t n = strlen(in);
+        DSQ_CHECK(!(n >= 5 && strcmp(in + n - 5, ".gguf") == 0), DSQ_UNSUPPORTED, err,
+                  "%s: GGUF input is not supported yet (give a Hugging Face checkpoint directory)",
+                  in);
+    }
+    DSQ_TRY(dsq_ckpt_open(&c.ck, in, err));
+    DSQ_TRY(read_config(&c, err));
+    DSQ_TRY(build_plan(&c, err));
+
+    DSQ_TRY(dsq_gguf_writer_init(&w, err));
+    DSQ_TRY(build_header(&c, w, in, err));
+
+    snprintf(s->arch, sizeof s->arch, "%s", c.arch->gguf_name);
+    snprintf(s->ftype, sizeof s->ftype, "%s", c.ft->name);
+    s->file_type = (int)c.ft->ftype;
+    DSQ_CHECK((s->tensors = calloc(c.n_e ? c.n_e : 1, sizeof *s->tensors)) != NULL, DSQ_NOMEM,
+              err, "out of memory");
+    s->n_tensors = c.n_e;
+    for (size_t i = 0; i < c.n_e; i++) {
+        s->tensors[i] = c.e[i].t;
+        s->tensor_bytes += c.e[i].t.nbytes;
+        for (int x = 0; x < c.e[i].n_src; x++)
+            s->input_bytes += c.e[i].src[x].v->nbytes;
+    }
+    DSQ_TRY(dsq_gguf_writer_file_size(w, &s->file_bytes, err));
+    if (o->dry_run)
+        goto cleanup;
+
+    DSQ_TRY(dsq_gguf_writer_begin(w, dir, name, err));
+    DSQ_TRY(write_data(&c, w, s->tensor_bytes, err));
+    DSQ_TRY(dsq_gguf_writer_commit(w, err));
+
+cleanup:
+    if (st != DSQ_OK)
+        dsq_qz_summary_free(s);
+    dsq_gguf_writer_free(w);
+    for (size_t i = 0; i < c.n_e; i++)
+        free(c.e[i].src);
+    free(c.e);
+    if (c.used != NULL)
+        for (size_t i = 0; i < dsq_ckpt_shard_count(c.ck); i++)
+            free(c.used[i]);
+    free(c.used);
+    for (size_t i = 0; i < c.n_ov; i++)
+        regfree(&c.ov[i].re);
+    free(c.ov);
+    json_decref(c.cfg);
+    dsq_ckpt_close(c.ck);
+    free(dir);
+    free(name);
+    return st;
+}

@@ -1,0 +1,75 @@
+/* convert/quantize_gguf.h: `dsq quantize IN OUT.gguf --type T`.
+ *
+ * IN is a Hugging Face checkpoint directory (sharded or not) of F32, F16 or BF16 weights,
+ * or DeepSeek's FP8 (F8_E4M3 with F32 *_scale_inv block scales, dequantized on the fly as
+ * convert/fp8_bf16.h defines it, but kept in F32: no BF16 rounding, no copy on disk).
+ *
+ * The output is the GGUF llama.cpp's convert_hf_to_gguf.py + llama-quantize would make:
+ * the same tensor names, shapes, metadata (convert/qz_arch.h, qz_vocab.h), the same type
+ * for every tensor (convert/qz_rules.h) and, for every quantized block, the same bytes
+ * (quantize/quant.h). Tensors are written in llama-quantize's order.
+ *
+ * Streaming: one output tensor at a time (a 3-D tensor one expert / head slice at a time)
+ * is dequantized to F32 rows, transformed (Q/K permutation, expert stacking, the MLA
+ * kv_b split), quantized and handed to the GGUF writer, which writes under a temporary name
+ * and renames on commit. Peak memory is about 5 bytes per element of the largest 2-D
+ * slice, whatever the model size. */
+#ifndef DSQ_QUANTIZE_GGUF_H
+#define DSQ_QUANTIZE_GGUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/report.h"
+#include "core/status.h"
+
+typedef struct dsq_qz_opts {
+    const char *type;                 /* preset or type name: "Q4_K_M", "Q8_0", ... */
+    int pure;                         /* every quantizable tensor gets the base type */
+    const char *const *tensor_types;  /* "REGEX=TYPE" overrides, first match wins */
+    size_t n_tensor_types;
+    const char *output_tensor_type;   /* NULL: the preset's rule */
+    const char *token_embedding_type; /* NULL: the preset's rule */
+    const char *tokenizer_pre;        /* NULL: guessed from tokenizer.json */
+    int mla_legacy;                   /* deepseek2: one attn_kv_b instead of attn_k_b/attn_v_b */
+    int dry_run;                      /* plan only, write nothing */
+    int threads;                      /* 0 = OpenMP default */
+    dsq_log_fn log;
+    void *log_user;
+    dsq_progress_fn progress; /* bytes of tensor data written / total */
+    void *progress_user;
+} dsq_qz_opts;
+
+/* One output tensor of the plan. */
+typedef struct dsq_qz_tensor {
+    char      name[64];  /* GGUF name */
+    uint32_t  n_dims;
+    int64_t   ne[4];     /* ne[0] fastest */
+    dsq_dtype type;
+    uint64_t  nbytes;
+    int       fallback;  /* the row-length fallback picked the type */
+} dsq_qz_tensor;
+
+typedef struct dsq_qz_summary {
+    char            arch[32];    /* "deepseek2" */
+    char            ftype[16];   /* "Q4_K_M" */
+    int             file_type;   /* general.file_type */
+    dsq_qz_tensor  *tensors;     /* owned: dsq_qz_summary_free */
+    size_t          n_tensors;
+    uint64_t        tensor_bytes; /* sum of nbytes */
+    uint64_t        file_bytes;   /* whole GGUF */
+    uint64_t        input_bytes;  /* checkpoint tensor bytes read */
+} dsq_qz_summary;
+
+void dsq_qz_summary_free(dsq_qz_summary *s); /* frees the tensors; accepts NULL */
+
+/* @return DSQ_OK; DSQ_INVALID_ARG (bad type or pattern); DSQ_UNSUPPORTED (unknown
+ *         architecture, a dtype dsq cannot read, a row length no type fits); DSQ_NOT_FOUND
+ *         (a tensor the architecture needs is missing); DSQ_FORMAT (bad config, shapes,
+ *         an unmapped tensor); DSQ_RANGE (NaN/Inf in a weight); DSQ_IO; DSQ_NOMEM.
+ *         On error nothing is left at out_path. */
+dsq_status dsq_quantize_gguf(const char *in, const char *out_path, const dsq_qz_opts *o,
+                             dsq_qz_summary *s, dsq_err *err);
+
+#endif

@@ -1,0 +1,410 @@
+/* convert/qz_arch.c: the architecture tables (see qz_arch.h).
+ *
+ * Names and keys are those of llama.cpp's convert_hf_to_gguf.py (Feb 2025: classes Model,
+ * LlamaModel, DeepseekV2Model; gguf-py/gguf/constants.py and tensor_mapping.py) and, for
+ * the MLA layout with attn_k_b/attn_v_b, of the current converter (specs/formats.md §3.3).
+ * Tensors the converter forces to F32 (norms, 1-D, the router, biases) are not marked
+ * here: qz_rules.h's dsq_qz_is_quantizable decides that from the GGUF name, as
+ * llama-quantize does. */
+#include "convert/qz_arch.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+/* ============================================================================================
+ * config.json access
+ * ========================================================================================== */
+
+/* A number member (integer or real); 0 when absent or null, -1 when of another type. */
+static int cfg_num(const json_t *cfg, const char *key, double *out) {
+    const json_t *v = json_object_get(cfg, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_number(v))
+        return -1;
+    *out = json_number_value(v);
+    return 1;
+}
+
+static dsq_status cfg_int(const json_t *cfg, const char *key, int required, int64_t *out,
+                          dsq_err *err) {
+    double d = 0;
+    const int r = cfg_num(cfg, key, &d);
+    *out = 0;
+    if (r == 0 && !required)
+        return DSQ_OK;
+    if (r <= 0 || d < 0 || d > 2147483647.0 || d != floor(d))
+        return dsq_err_set(err, DSQ_FORMAT,
+                           "config.json: '%s' is %s, expected a non-negative integer", key,
+                           r == 0 ? "missing" : "not a non-negative integer");
+    *out = (int64_t)d;
+    return DSQ_OK;
+}
+
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        const dsq_status st_ = (expr);                                                             \
+        if (st_ != DSQ_OK)                                                                         \
+            return st_;                                                                            \
+    } while (0)
+
+static dsq_status kv_u32(dsq_gguf_writer *w, const char *arch, const char *suffix, int64_t v,
+                         dsq_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return dsq_gguf_writer_add_u32(w, key, (uint32_t)v, err);
+}
+
+static dsq_status kv_f32(dsq_gguf_writer *w, const char *arch, const char *suffix, double v,
+                         dsq_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return dsq_gguf_writer_add_f32(w, key, (float)v, err);
+}
+
+/* Optional config members copied as they are: (GGUF suffix, config key, float?). */
+typedef struct kv_copy {
+    const char *suffix;
+    const char *cfg;
+    int is_f32;
+} kv_copy;
+
+static dsq_status copy_kvs(dsq_gguf_writer *w, const char *arch, const json_t *cfg,
+                           const kv_copy *rows, size_t n, dsq_err *err) {
+    for (size_t i = 0; i < n; i++) {
+        double d;
+        const int r = cfg_num(cfg, rows[i].cfg, &d);
+        if (r < 0)
+            return dsq_err_set(err, DSQ_FORMAT, "config.json: '%s' is not a number", rows[i].cfg);
+        if (r == 0)
+            continue;
+        if (rows[i].is_f32) {
+            TRY(kv_f32(w, arch, rows[i].suffix, d, err));
+        } else {
+            if (d < 0 || d > 4294967295.0 || d != floor(d))
+                return dsq_err_set(err, DSQ_FORMAT,
+                                   "config.json: '%s' is not a non-negative integer",
+                                   rows[i].cfg);
+            TRY(kv_u32(w, arch, rows[i].suffix, (int64_t)d, err));
+        }
+    }
+    return DSQ_OK;
+}
+
+/* Model.set_gguf_parameters (the base class), in its order. head_count_kv is written by the
+ * caller because deepseek2's new MLA layout overrides it. */
+static const kv_copy base_kv_head[] = {
+    {"context_length", "max_position_embeddings", 0},
+    {"embedding_length", "hidden_size", 0},
+    {"feed_forward_length", "intermediate_size", 0},
+    {"attention.head_count", "num_attention_heads", 0},
+};
+static const kv_copy base_kv_tail[] = {
+    {"rope.freq_base", "rope_theta", 1},
+    {"attention.layer_norm_rms_epsilon", "rms_norm_eps", 1},
+    {"expert_used_count", "num_experts_per_tok", 0},
+    {"attention.key_length", "head_dim", 0},
+    {"attention.value_length", "head_dim", 0},
+};
+
+static dsq_status base_kv(dsq_gguf_writer *w, const char *arch, const json_t *cfg,
+                          const dsq_qz_hparams *hp, int64_t head_kv_override, dsq_err *err) {
+    TRY(kv_u32(w, arch, "block_count", hp->n_layer, err));
+    TRY(copy_kvs(w, arch, cfg, base_kv_head, sizeof base_kv_head / sizeof base_kv_head[0], err));
+    if (head_kv_override > 0)
+        TRY(kv_u32(w, arch, "attention.head_count_kv", head_kv_override, err));
+    else {
+        static const kv_copy kv = {"attention.head_count_kv", "num_key_value_heads", 0};
+        TRY(copy_kvs(w, arch, cfg, &kv, 1, err));
+    }
+    return copy_kvs(w, arch, cfg, base_kv_tail, sizeof base_kv_tail / sizeof base_kv_tail[0],
+                    err);
+}
+
+static const json_t *rope_scaling(const json_t *cfg) {
+    const json_t *rs = json_object_get(cfg, "rope_scaling");
+    return json_is_object(rs) ? rs : NULL;
+}
+
+static const char *rope_scaling_type(const json_t *rs) {
+    const char *t = json_string_value(json_object_get(rs, "type"));
+    return t ? t : json_string_value(json_object_get(rs, "rope_type"));
+}
+
+/* ============================================================================================
+ * llama (LlamaModel)
+ * ========================================================================================== */
+
+static const dsq_qz_trow llama_rows[] = {
+    {"token_embd.weight", "model.embed_tokens.weight", 0, DSQ_QZ_SRC_PLAIN},
+    {"output_norm.weight", "model.norm.weight", 0, DSQ_QZ_SRC_PLAIN},
+    {"output.weight", "lm_head.weight", DSQ_QZ_W_OPTIONAL, DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PERMUTE_Q},
+    {"blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PERMUTE_K},
+    {"blk.%d.attn_v.weight", "model.layers.%d.self_attn.v_proj.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_output.weight", "model.layers.%d.self_attn.o_proj.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight",
+     DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_gate.weight", "model.layers.%d.mlp.gate_proj.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_up.weight", "model.layers.%d.mlp.up_proj.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_down.weight", "model.layers.%d.mlp.down_proj.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PLAIN},
+};
+
+static dsq_status llama_kv(dsq_gguf_writer *w, const void *cfgp, const dsq_qz_hparams *hp,
+                           dsq_err *err) {
+    const json_t *cfg = cfgp;
+    const char *a = "llama";
+    TRY(base_kv(w, a, cfg, hp, 0, err));
+    TRY(kv_u32(w, a, "vocab_size", hp->n_vocab, err));
+    int64_t head_dim = 0;
+    TRY(cfg_int(cfg, "head_dim", 0, &head_dim, err));
+    TRY(kv_u32(w, a, "rope.dimension_count", head_dim ? head_dim : hp->n_embd / hp->n_head, err));
+    const json_t *rs = rope_scaling(cfg);
+    if (rs != NULL) {
+        const char *t = rope_scaling_type(rs);
+        double factor = 0;
+        if (t != NULL && strcmp(t, "llama3") == 0)
+            return dsq_err_set(err, DSQ_UNSUPPORTED,
+                               "config.json: rope_scaling type 'llama3' needs the extra "
+                               "rope_freqs.weight tensor, which dsq does not write yet");
+        if (t != NULL && strcmp(t, "linear") == 0 && cfg_num(rs, "factor", &factor) == 1) {
+            TRY(dsq_gguf_writer_add_str(w, "llama.rope.scaling.type", "linear", 6, err));
+            TRY(kv_f32(w, a, "rope.scaling.factor", factor, err));
+        }
+    }
+    return DSQ_OK;
+}
+
+static dsq_status llama_hparams(const json_t *cfg, dsq_qz_hparams *hp, dsq_err *err) {
+    TRY(cfg_int(cfg, "num_key_value_heads", 0, &hp->n_head_kv, err));
+    if (hp->n_head_kv == 0)
+        hp->n_head_kv = hp->n_head;
+    if (hp->n_head == 0 || hp->n_head_kv == 0)
+        return dsq_err_set(err, DSQ_FORMAT, "config.json: num_attention_heads is 0");
+    return DSQ_OK;
+}
+
+/* ============================================================================================
+ * deepseek2 (DeepseekV2Model; DeepSeek-V2/V2.5/V3/R1)
+ * ========================================================================================== */
+
+#define DS_L "model.layers.%d."
+static const dsq_qz_trow ds2_rows[] = {
+    {"token_embd.weight", "model.embed_tokens.weight", 0, DSQ_QZ_SRC_PLAIN},
+    {"output_norm.weight", "model.norm.weight", 0, DSQ_QZ_SRC_PLAIN},
+    {"output.weight", "lm_head.weight", 0, DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_norm.weight", DS_L "input_layernorm.weight", DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_q_a_norm.weight", DS_L "self_attn.q_a_layernorm.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_QLORA, DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_kv_a_norm.weight", DS_L "self_attn.kv_a_layernorm.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_q_a.weight", DS_L "self_attn.q_a_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_QLORA,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_q_b.weight", DS_L "self_attn.q_b_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_QLORA,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_q.weight", DS_L "self_attn.q_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_NO_QLORA,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_kv_a_mqa.weight", DS_L "self_attn.kv_a_proj_with_mqa.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_kv_b.weight", DS_L "self_attn.kv_b_proj.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_KVB_OLD, DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.attn_k_b.weight", DS_L "self_attn.kv_b_proj.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_KVB_NEW, DSQ_QZ_SRC_K_B},
+    {"blk.%d.attn_v_b.weight", DS_L "self_attn.kv_b_proj.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_KVB_NEW, DSQ_QZ_SRC_V_B},
+    {"blk.%d.attn_output.weight", DS_L "self_attn.o_proj.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_norm.weight", DS_L "post_attention_layernorm.weight", DSQ_QZ_W_LAYER,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_gate.weight", DS_L "mlp.gate_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_DENSE,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_up.weight", DS_L "mlp.up_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_DENSE,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_down.weight", DS_L "mlp.down_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_DENSE,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_gate_inp.weight", DS_L "mlp.gate.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.exp_probs_b.bias", DS_L "mlp.gate.e_score_correction_bias",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE | DSQ_QZ_W_OPTIONAL, DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_gate_exps.weight", DS_L "mlp.experts.%d.gate_proj.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_EXPERTS},
+    {"blk.%d.ffn_up_exps.weight", DS_L "mlp.experts.%d.up_proj.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_EXPERTS},
+    {"blk.%d.ffn_down_exps.weight", DS_L "mlp.experts.%d.down_proj.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_EXPERTS},
+    {"blk.%d.ffn_gate_shexp.weight", DS_L "mlp.shared_experts.gate_proj.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_up_shexp.weight", DS_L "mlp.shared_experts.up_proj.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.ffn_down_shexp.weight", DS_L "mlp.shared_experts.down_proj.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
+};
+
+static const kv_copy ds2_kv_moe[] = {
+    {"expert_feed_forward_length", "moe_intermediate_size", 0},
+    {"expert_count", "n_routed_experts", 0},
+    {"expert_shared_count", "n_shared_experts", 0},
+    {"expert_weights_scale", "routed_scaling_factor", 1},
+};
+/* Written by newer converters only; the Feb-2025 loader ignores them (specs §3.3). */
+static const kv_copy ds2_kv_groups[] = {
+    {"expert_group_count", "n_group", 0},
+    {"expert_group_used_count", "topk_group", 0},
+};
+
+static dsq_status ds2_kv(dsq_gguf_writer *w, const void *cfgp, const dsq_qz_hparams *hp,
+                         dsq_err *err) {
+    const json_t *cfg = cfgp;
+    const char *a = "deepseek2";
+    /* New layout: "MLA converts into MQA", num_key_value_heads = 1. */
+    TRY(base_kv(w, a, cfg, hp, hp->kvb_legacy ? 0 : 1, err));
+    TRY(kv_u32(w, a, "leading_dense_block_count", hp->n_dense_lead, err));
+    TRY(kv_u32(w, a, "vocab_size", hp->n_vocab, err));
+    if (hp->q_lora_rank > 0)
+        TRY(kv_u32(w, a, "attention.q_lora_rank", hp->q_lora_rank, err));
+    TRY(kv_u32(w, a, "attention.kv_lora_rank", hp->kv_lora_rank, err));
+    if (hp->kvb_legacy) {
+        TRY(kv_u32(w, a, "attention.key_length", hp->qk_nope + hp->qk_rope, err));
+        TRY(kv_u32(w, a, "attention.value_length", hp->v_head_dim, err));
+    } else {
+        TRY(kv_u32(w, a, "attention.key_length", hp->kv_lora_rank + hp->qk_rope, err));
+        TRY(kv_u32(w, a, "attention.value_length", hp->kv_lora_rank, err));
+        TRY(kv_u32(w, a, "attention.key_length_mla", hp->qk_nope + hp->qk_rope, err));
+        TRY(kv_u32(w, a, "attention.value_length_mla", hp->v_head_dim, err));
+    }
+    TRY(copy_kvs(w, a, cfg, ds2_kv_moe, sizeof ds2_kv_moe / sizeof ds2_kv_moe[0], err));
+    const json_t *norm = json_object_get(cfg, "norm_topk_prob");
+    if (json_is_boolean(norm))
+        TRY(dsq_gguf_writer_add_bool(w, "deepseek2.expert_weights_norm", json_is_true(norm), err));
+    TRY(copy_kvs(w, a, cfg, ds2_kv_groups, sizeof ds2_kv_groups / sizeof ds2_kv_groups[0], err));
+    const char *sf = json_string_value(json_object_get(cfg, "scoring_func"));
+    if (sf == NULL)
+        sf = "softmax";
+    if (strcmp(sf, "sigmoid") != 0 && strcmp(sf, "softmax") != 0)
+        return dsq_err_set(err, DSQ_UNSUPPORTED, "config.json: scoring_func '%s' not supported",
+                           sf);
+    /* ExpertGatingFuncType: SOFTMAX 1, SIGMOID 2 */
+    TRY(kv_u32(w, a, "expert_gating_func", strcmp(sf, "sigmoid") == 0 ? 2 : 1, err));
+    TRY(kv_u32(w, a, "rope.dimension_count", hp->qk_rope, err));
+    const json_t *rs = rope_scaling(cfg);
+    double factor = 0, orig = 0, mscale_all = 0;
+    if (rs != NULL && cfg_num(rs, "factor", &factor) == 1) {
+        const char *t = rope_scaling_type(rs);
+        if (t != NULL && strcmp(t, "yarn") == 0) {
+            if (cfg_num(rs, "original_max_position_embeddings", &orig) != 1 || orig < 0)
+                return dsq_err_set(err, DSQ_FORMAT,
+                                   "config.json: rope_scaling.original_max_position_embeddings "
+                                   "missing");
+            if (cfg_num(rs, "mscale_all_dim", &mscale_all) < 0)
+                return dsq_err_set(err, DSQ_FORMAT,
+                                   "config.json: rope_scaling.mscale_all_dim is not a number");
+            TRY(dsq_gguf_writer_add_str(w, "deepseek2.rope.scaling.type", "yarn", 4, err));
+            TRY(kv_f32(w, a, "rope.scaling.factor", factor, err));
+            TRY(kv_u32(w, a, "rope.scaling.original_context_length", (int64_t)orig, err));
+            TRY(kv_f32(w, a, "rope.scaling.yarn_log_multiplier", 0.1 * mscale_all, err));
+        }
+    }
+    return DSQ_OK;
+}
+
+static dsq_status ds2_hparams(const json_t *cfg, dsq_qz_hparams *hp, dsq_err *err) {
+    TRY(cfg_int(cfg, "num_key_value_heads", 0, &hp->n_head_kv, err));
+    TRY(cfg_int(cfg, "first_k_dense_replace", 1, &hp->n_dense_lead, err));
+    TRY(cfg_int(cfg, "q_lora_rank", 0, &hp->q_lora_rank, err));
+    TRY(cfg_int(cfg, "kv_lora_rank", 1, &hp->kv_lora_rank, err));
+    TRY(cfg_int(cfg, "qk_nope_head_dim", 1, &hp->qk_nope, err));
+    TRY(cfg_int(cfg, "qk_rope_head_dim", 1, &hp->qk_rope, err));
+    TRY(cfg_int(cfg, "v_head_dim", 1, &hp->v_head_dim, err));
+    TRY(cfg_int(cfg, "n_routed_experts", 1, &hp->n_expert, err));
+    TRY(cfg_int(cfg, "num_experts_per_tok", 1, &hp->n_expert_used, err));
+    if (hp->n_head == 0 || hp->kv_lora_rank == 0 || hp->n_expert == 0)
+        return dsq_err_set(err, DSQ_FORMAT,
+                           "config.json: num_attention_heads, kv_lora_rank and "
+                           "n_routed_experts must be non-zero");
+    if (hp->n_head_kv == 0)
+        hp->n_head_kv = hp->n_head;
+    return DSQ_OK;
+}
+
+/* ============================================================================================
+ * The registry
+ * ========================================================================================== */
+
+static const struct {
+    dsq_qz_arch a;
+    dsq_status (*hparams)(const json_t *cfg, dsq_qz_hparams *hp, dsq_err *err);
+} archs[] = {
+    {{"LlamaForCausalLM", "llama", llama_rows, (int)(sizeof llama_rows / sizeof llama_rows[0]),
+      llama_kv, 0},
+     llama_hparams},
+    {{"DeepseekV3ForCausalLM", "deepseek2", ds2_rows, (int)(sizeof ds2_rows / sizeof ds2_rows[0]),
+      ds2_kv, 1},
+     ds2_hparams},
+};
+
+const dsq_qz_arch *dsq_qz_arch_find(const char *hf_name) {
+    for (size_t i = 0; hf_name != NULL && i < sizeof archs / sizeof archs[0]; i++)
+        if (strcmp(archs[i].a.hf_name, hf_name) == 0)
+            return &archs[i].a;
+    return NULL;
+}
+
+const char *dsq_qz_arch_names(void) {
+    return "LlamaForCausalLM, DeepseekV3ForCausalLM";
+}
+
+dsq_status dsq_qz_hparams_read(const dsq_qz_arch *a, const void *cfgp, dsq_qz_hparams *hp,
+                               dsq_err *err) {
+    const json_t *cfg = cfgp;
+    const int legacy = hp->kvb_legacy;
+    memset(hp, 0, sizeof *hp);
+    hp->kvb_legacy = legacy;
+    TRY(cfg_int(cfg, "num_hidden_layers", 1, &hp->n_layer, err));
+    TRY(cfg_int(cfg, "hidden_size", 1, &hp->n_embd, err));
+    TRY(cfg_int(cfg, "num_attention_heads", 1, &hp->n_head, err));
+    TRY(cfg_int(cfg, "vocab_size", 1, &hp->n_vocab, err));
+    if (hp->n_layer == 0 || hp->n_embd == 0 || hp->n_vocab == 0)
+        return dsq_err_set(err, DSQ_FORMAT,
+                           "config.json: num_hidden_layers, hidden_size and vocab_size must be "
+                           "non-zero");
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (&archs[i].a == a)
+            return archs[i].hparams(cfg, hp, err);
+    return dsq_err_set(err, DSQ_UNSUPPORTED, "architecture '%s' has no parameter reader",
+                       a->hf_name);
+}
+
+int dsq_qz_row_applies(const dsq_qz_trow *r, const dsq_qz_hparams *hp, int il) {
+    const unsigned w = r->when;
+    if (((w & DSQ_QZ_W_LAYER) != 0) != (il >= 0))
+        return 0;
+    if ((w & DSQ_QZ_W_DENSE) && il >= hp->n_dense_lead)
+        return 0;
+    if ((w & DSQ_QZ_W_MOE) && il < hp->n_dense_lead)
+        return 0;
+    if ((w & DSQ_QZ_W_QLORA) && hp->q_lora_rank == 0)
+        return 0;
+    if ((w & DSQ_QZ_W_NO_QLORA) && hp->q_lora_rank != 0)
+        return 0;
+    if ((w & DSQ_QZ_W_KVB_NEW) && hp->kvb_legacy)
+        return 0;
+    if ((w & DSQ_QZ_W_KVB_OLD) && !hp->kvb_legacy)
+        return 0;
+    return 1;
+}
+
+int64_t dsq_qz_permute_src_row(int64_t row, int64_t n_rows, int64_t n_head) {
+    const int64_t hd = n_rows / n_head, half = hd / 2;
+    const int64_t h = row / hd, k = row % hd; /* k = 2i + j */
+    return h * hd + (k % 2) * half + k / 2;
+}

@@ -1,0 +1,79 @@
+/* convert/qz_arch.h: Hugging Face architecture -> GGUF architecture, metadata and names.
+ *
+ * One table per architecture (qz_arch.c) says which GGUF tensor comes from which HF
+ * tensor(s) and how, and which {arch}.* keys come from which config.json member, exactly
+ * as llama.cpp's convert_hf_to_gguf.py writes them (specs/formats.md §3). Adding an
+ * architecture is adding rows there. */
+#ifndef DSQ_QZ_ARCH_H
+#define DSQ_QZ_ARCH_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+#include "formats/gguf.h"
+
+/* How an output tensor's F32 rows are made from its source tensor(s). */
+typedef enum dsq_qz_src {
+    DSQ_QZ_SRC_PLAIN,     /* one HF tensor [rows, cols] -> ne [cols, rows] */
+    DSQ_QZ_SRC_PERMUTE_Q, /* llama q_proj: rows permuted per head (n_head) */
+    DSQ_QZ_SRC_PERMUTE_K, /* llama k_proj: the same with n_head_kv */
+    DSQ_QZ_SRC_EXPERTS,   /* n_expert HF tensors [r, c] stacked -> ne [c, r, n_expert] */
+    DSQ_QZ_SRC_K_B,       /* deepseek2 kv_b_proj [H*(nope+v), L] -> attn_k_b ne [nope, L, H] */
+    DSQ_QZ_SRC_V_B,       /* deepseek2 kv_b_proj -> attn_v_b ne [L, v, H] */
+} dsq_qz_src;
+
+/* Conditions of a table row (all must hold). */
+enum {
+    DSQ_QZ_W_LAYER    = 1u << 0, /* one per layer (names take the layer number) */
+    DSQ_QZ_W_DENSE    = 1u << 1, /* layers < leading_dense_block_count */
+    DSQ_QZ_W_MOE      = 1u << 2, /* layers >= leading_dense_block_count */
+    DSQ_QZ_W_QLORA    = 1u << 3, /* q_lora_rank set */
+    DSQ_QZ_W_NO_QLORA = 1u << 4,
+    DSQ_QZ_W_KVB_NEW  = 1u << 5, /* attn_k_b / attn_v_b layout (default) */
+    DSQ_QZ_W_KVB_OLD  = 1u << 6, /* single attn_kv_b (--mla-legacy) */
+    DSQ_QZ_W_OPTIONAL = 1u << 7, /* absent in the checkpoint is fine (output when tied) */
+};
+
+typedef struct dsq_qz_trow {
+    const char *gguf; /* "blk.%d.attn_q.weight" (%d = layer when DSQ_QZ_W_LAYER) */
+    const char *hf;   /* "model.layers.%d.self_attn.q_proj.weight"; EXPERTS: layer, expert */
+    unsigned when;
+    dsq_qz_src src;
+} dsq_qz_trow;
+
+/* Hyper-parameters read from config.json (0 when absent). */
+typedef struct dsq_qz_hparams {
+    int64_t n_layer, n_embd, n_head, n_head_kv, n_vocab, n_expert, n_expert_used;
+    int64_t n_dense_lead, q_lora_rank, kv_lora_rank, qk_nope, qk_rope, v_head_dim;
+    int     kvb_legacy; /* the caller's choice of MLA layout */
+} dsq_qz_hparams;
+
+typedef struct dsq_qz_arch {
+    const char *hf_name;   /* "DeepseekV3ForCausalLM" */
+    const char *gguf_name; /* "deepseek2" */
+    const dsq_qz_trow *rows;
+    int n_rows;
+    /* Adds general.* is not its job: writes the {arch}.* keys from config.json. */
+    dsq_status (*add_kv)(dsq_gguf_writer *w, const void *cfg_json, const dsq_qz_hparams *hp,
+                         dsq_err *err);
+    int drops_extra_layers; /* layers >= block_count are left out (DeepSeek's MTP layer) */
+} dsq_qz_arch;
+
+/* NULL when the architecture is not supported. */
+const dsq_qz_arch *dsq_qz_arch_find(const char *hf_name);
+/* "LlamaForCausalLM, DeepseekV3ForCausalLM" */
+const char *dsq_qz_arch_names(void);
+
+/* Reads the hyper-parameters the tensor table needs. cfg_json is a jansson json_t *.
+ * @return DSQ_OK or DSQ_FORMAT naming the missing or mistyped member. */
+dsq_status dsq_qz_hparams_read(const dsq_qz_arch *a, const void *cfg_json, dsq_qz_hparams *hp,
+                               dsq_err *err);
+
+/* 1 when row `r` applies to layer `il` (il = -1 for non-layer rows) of this model. */
+int dsq_qz_row_applies(const dsq_qz_trow *r, const dsq_qz_hparams *hp, int il);
+
+/* The HF row index that GGUF row `row` of a permuted Q/K tensor comes from
+ * (LlamaModel.permute: within each head of hd rows, new 2i+j <- old j*hd/2+i). */
+int64_t dsq_qz_permute_src_row(int64_t row, int64_t n_rows, int64_t n_head);
+
+#endif
