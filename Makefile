@@ -36,7 +36,7 @@ CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g -ffp-contract=off -fopenmp -pthread $
 LDLIBS  = $(DEPS_LIBS) -lm
 LDFLAGS := -fopenmp -pthread $(MOREFLAGS)
 
-.PHONY: all test asan demo bench fuzz clean check-clean
+.PHONY: all test asan demo bench fuzz fuzz-smoke clean check-clean
 .SECONDARY:
 .DEFAULT_GOAL := all
 
@@ -92,6 +92,14 @@ $(BUILD)/bench/%: bench/%.c $(LIBDSQ)
 
 bench: dsq $(BENCH_BIN)
 	BUILD=$(BUILD) sh bench/run.sh
+
+# libFuzzer harnesses fuzz/fuzz_*.c (clang); fuzz-smoke is the short run for CI
+FUZZ_SECONDS ?= 60
+fuzz:
+	sh scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	sh scripts/fuzz.sh 10
 
 clean:
 	rm -rf build dsq

@@ -25,10 +25,25 @@ int dsq_cli_exit_code(dsq_status st) {
     return DSQ_EXIT_INTERNAL;
 }
 
+/* Messages quote names taken from input files: a control character in one
+ * (a newline, an ANSI escape) is shown escaped, so the error stays one line
+ * and cannot drive the terminal. */
+static void put_escaped(const char *s, FILE *out) {
+    for (; *s != '\0'; s++) {
+        const unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\x%02x", c);
+        else
+            fputc(c, out);
+    }
+}
+
 int dsq_cli_fail(dsq_status st, const dsq_err *err) {
-    if (err != NULL && err->code != DSQ_OK && err->text[0] != '\0')
-        fprintf(stderr, "dsq: %s\n", err->text);
-    else
+    if (err != NULL && err->code != DSQ_OK && err->text[0] != '\0') {
+        fputs("dsq: ", stderr);
+        put_escaped(err->text, stderr);
+        fputc('\n', stderr);
+    } else
         fprintf(stderr, "dsq: %s\n", dsq_status_str(st));
     return dsq_cli_exit_code(st);
 }

@@ -365,6 +365,7 @@ static dsq_status convert_tensor(ctx *c, const dsq_st *sh, const job *j, dsq_err
     }
     uint16_t *luts = c->luts;
     const int nth = c->nthreads;
+    (void)nth; /* only read by the OpenMP pragmas */
     const int simd = j->src->dtype == DSQ_DTYPE_F8_E4M3 && c->simd;
     for (int64_t r0 = 0; r0 < M; r0 += rows_per_chunk) {
         const int64_t r1 = r0 + rows_per_chunk < M ? r0 + rows_per_chunk : M;
@@ -530,8 +531,14 @@ static dsq_status copy_other_files(ctx *c, const char *src_dir, const char *dst_
         if (S_ISDIR(sb.st_mode)) {
             if (sb.st_dev == c->out_dev && sb.st_ino == c->out_ino)
                 continue;
-            if (!c->o->dry_run)
+            if (!c->o->dry_run) {
+                /* a symbolic link in the output is replaced, never written through */
+                struct stat lb;
+                if (lstat(dp, &lb) == 0 && S_ISLNK(lb.st_mode))
+                    DSQ_CHECK(unlink(dp) == 0, DSQ_IO, err, "%s: cannot replace symbolic link: %s",
+                              dp, strerror(errno));
                 DSQ_TRY(dsq_mkdir(dp, err));
+            }
             DSQ_TRY(copy_other_files(c, sp, dp, 0, depth + 1, err));
         } else if (S_ISREG(sb.st_mode)) {
             if (top && ends_with(name, ".safetensors"))

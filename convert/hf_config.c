@@ -54,10 +54,20 @@ typedef struct member {
     size_t val_begin, val_end;
 } member;
 
-/* Compares a quoted JSON key with a plain one (keys we look for have no escapes). */
+/* Compares a quoted JSON key with a plain one. A key written with escapes
+ * ("quantization\u005fconfig") is the same key to every JSON reader, so it is
+ * decoded before comparing. */
 static int key_is(const char *s, const member *m, const char *key) {
     const size_t len = strlen(key);
-    return m->key_end - m->key_begin == len + 2 && memcmp(s + m->key_begin + 1, key, len) == 0;
+    const size_t raw = m->key_end - m->key_begin;
+    if (memchr(s + m->key_begin, '\\', raw) == NULL)
+        return raw == len + 2 && memcmp(s + m->key_begin + 1, key, len) == 0;
+    json_error_t jerr;
+    json_t *k = json_loadb(s + m->key_begin, raw, JSON_DECODE_ANY, &jerr);
+    const int same = json_is_string(k) && json_string_length(k) == len &&
+                     memcmp(json_string_value(k), key, len) == 0;
+    json_decref(k);
+    return same;
 }
 
 dsq_status dsq_json_edit_top(const char *text, size_t len, const char *remove_key,

@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "core/fault.h"
+
 dsq_status dsq_map_open(dsq_map *m, const char *path, dsq_err *err) {
     dsq_status st = DSQ_OK;
     struct stat sb;
@@ -62,6 +64,7 @@ struct dsq_outfile {
     int fd;
     char *tmp_path;
     char *final_path;
+    const char *name; /* the file name part of final_path */
     uint64_t written;
     XXH64_state_t *hash;
     int no_hash;
@@ -103,6 +106,7 @@ dsq_status dsq_outfile_open(dsq_outfile **out, const char *dir, const char *name
     f->final_path = dsq_path_join(dir, name);
     f->hash = XXH64_createState();
     DSQ_CHECK(f->final_path != NULL && f->hash != NULL, DSQ_NOMEM, err, "out of memory");
+    f->name = f->final_path + strlen(dir) + 1;
     XXH64_reset(f->hash, 0);
     f->fd = mkostemp(tmpl, O_CLOEXEC);
     DSQ_CHECK(f->fd >= 0, DSQ_IO, err, "%s: cannot create: %s", f->final_path, strerror(errno));
@@ -124,6 +128,7 @@ cleanup:
 
 dsq_status dsq_outfile_write(dsq_outfile *f, const void *buf, size_t n, dsq_err *err) {
     const uint8_t *p = buf;
+    dsq__fault_point("write", f->name);
     if (!f->no_hash)
         XXH64_update(f->hash, buf, n);
     while (n > 0) {
@@ -160,6 +165,8 @@ dsq_status dsq_outfile_commit(dsq_outfile *f, dsq_err *err) {
     /* close reports delayed write errors (NFS, quota): check it before rename */
     DSQ_CHECK(close(fd) == 0, DSQ_IO, err, "%s: write failed: %s", f->final_path,
               strerror(errno));
+    dsq__fault_point("commit", f->name);
+    /* rename replaces a symbolic link at final_path; it never writes through it */
     DSQ_CHECK(rename(f->tmp_path, f->final_path) == 0, DSQ_IO, err, "%s: rename failed: %s",
               f->final_path, strerror(errno));
     free(f->tmp_path);

@@ -16,7 +16,10 @@
  * exactly (first begins at 0, each begins where the previous ended, the last
  * ends at the end of the file: no holes, no overlap, no trailing bytes);
  * nelements x bits checked for overflow, a whole number of bytes, and equal
- * to END - BEGIN. Metadata values must be strings.
+ * to END - BEGIN. Metadata values must be strings. Before the JSON parser sees
+ * the header, the raw text is checked for what no valid header has and what
+ * would make the parser allocate without bound: a NUL byte, nesting deeper than
+ * 3 levels, an array of more than 64 elements.
  *
  * The writer does what the reference serializer does: tensors ordered by dtype
  * alignment (largest first) then by name, `__metadata__` first in the header,

@@ -65,7 +65,9 @@ static dsq_status parse_index(dsq_ckpt *ck, const char *text, size_t len, const 
         DSQ_CHECK(dsq_name_is_safe(shard, json_string_length(val)) &&
                       strlen(shard) == json_string_length(val),
                   DSQ_FORMAT, err,
-                  "%s: tensor '%s': shard name '%s' is not a plain file name (refusing paths)",
+                  /* names cut at 128 bytes: a huge one must not push the reason out */
+                  "%s: tensor '%.128s': shard name '%.128s' is not a plain file name "
+                  "(refusing paths)",
                   index_path, key, shard);
         DSQ_CHECK(has_suffix(shard, ".safetensors"), DSQ_FORMAT, err,
                   "%s: tensor '%s': shard '%s' is not a .safetensors file", index_path, key, shard);

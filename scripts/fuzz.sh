@@ -3,7 +3,8 @@
 # binary (clang, -fsanitize=fuzzer,address,undefined, the library sources linked
 # in directly) into build/fuzz/, then runs each for SECONDS (default 60) on a
 # copy of its seed corpus fuzz/corpus/<name>/ plus its regression inputs
-# fuzz/regress/<name>/ (<name> is the file name without fuzz_ and .c).
+# fuzz/regress/<name>/ (<name> is the file name without fuzz_ and .c), with the
+# dictionary fuzz/<name>.dict when there is one.
 #
 # Exits non-zero when a harness does not build or when any run finds a crash,
 # leak, timeout or sanitizer report; the input that did it is left in
@@ -12,11 +13,19 @@
 set -u
 secs=${1:-60}
 case "$secs" in
-    '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$secs'" >&2; exit 2 ;;
+    '' | *[!0-9]* | 0) echo "fuzz.sh: SECONDS must be a whole number >= 1, got '$secs'" >&2; exit 2 ;;
 esac
 cd "$(dirname "$0")/.." || exit 2
 CC_FUZZ=${CC_FUZZ:-clang}
 out=build/fuzz
+# a fresh Debian machine may lack clang or its libFuzzer runtime: install them as root
+if ! command -v "$CC_FUZZ" >/dev/null 2>&1 && [ "$CC_FUZZ" = clang ] && [ "$(id -u)" -eq 0 ] &&
+    command -v apt-get >/dev/null 2>&1; then
+    echo "fuzz.sh: installing clang" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang >&2 ||
+        { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends clang >&2; }
+fi
 command -v "$CC_FUZZ" >/dev/null 2>&1 || { echo "fuzz.sh: $CC_FUZZ not found (libFuzzer needs clang)" >&2; exit 2; }
 pcs="libxxhash jansson libpcre2-8 zlib"
 # shellcheck disable=SC2086
@@ -89,6 +98,10 @@ for name in $built; do
     extra=""
     if [ -d "fuzz/regress/$name" ]; then
         extra="fuzz/regress/$name"
+    fi
+    # a libFuzzer dictionary of the format's tokens, when the harness has one
+    if [ -f "fuzz/$name.dict" ]; then
+        extra="-dict=fuzz/$name.dict $extra"
     fi
     echo "== fuzz_$name: ${secs}s"
     # shellcheck disable=SC2086
