@@ -1,12 +1,16 @@
 /* cli/cmd_inspect.c: `dsq inspect PATH`: the tensors of a safetensors file or
- * checkpoint directory, with totals per dtype; --json for machines. */
+ * checkpoint directory, with totals per dtype; or a GGUF file's metadata (every key with
+ * its type and value, arrays abbreviated) and tensors; --json for machines. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "core/file.h"
+#include "formats/gguf.h"
 #include "formats/st_checkpoint.h"
 
 static const char usage_text[] =
@@ -16,6 +20,13 @@ static const char usage_text[] =
     "through model.safetensors.index.json, or a single model.safetensors): name,\n"
     "dtype, shape, bytes and shard, then the totals per dtype. The whole file or\n"
     "checkpoint is validated first.\n"
+    "\n"
+    "A GGUF file (told by its magic) is shown as its metadata, every key with its type\n"
+    "and value (arrays as element type, length and the first 8 elements; long strings\n"
+    "cut at 96 bytes in the table, whole in --json), then its tensors: name, ggml type,\n"
+    "shape in ggml ne order (ne[0] first, the contiguous dimension: the reverse of the\n"
+    "Hugging Face / numpy shape), bytes and offset in the data section, then the totals\n"
+    "per type.\n"
     "\n"
     "options:\n"
     "  --json      print one JSON document on stdout instead of the table\n"
@@ -76,6 +87,291 @@ static int print_json(const dsq_ckpt *ck, const char *path, const totals *t) {
     return rc;
 }
 
+/* ============================================================================================
+ * GGUF
+ * ========================================================================================== */
+
+#define ARR_HEAD    8  /* array elements shown */
+#define STR_TEXT_MAX 96 /* string bytes shown in the table */
+
+/* A string value for the table: quoted, control and non-ASCII bytes as \xNN (so the
+ * table stays one line per key), cut at STR_TEXT_MAX bytes with "..." and the length. */
+static void text_str(const char *s, size_t n, char *buf, size_t size) {
+    size_t o = 0;
+    const size_t shown = n > STR_TEXT_MAX ? STR_TEXT_MAX : n;
+    buf[o++] = '"';
+    for (size_t i = 0; i < shown && o + 8 < size; i++) {
+        const unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\')
+            o += (size_t)snprintf(buf + o, size - o, "\\%c", ch);
+        else if (ch < 0x20 || ch >= 0x7f)
+            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", ch);
+        else
+            buf[o++] = (char)ch;
+    }
+    if (o < size)
+        buf[o++] = '"';
+    buf[o < size ? o : size - 1] = '\0';
+    if (shown < n)
+        snprintf(buf + strlen(buf), size - strlen(buf), "... (%zu bytes)", n);
+}
+
+/* One scalar or string value for the table. */
+static void text_val(const dsq_gguf_val *v, char *buf, size_t size) {
+    int64_t i = 0;
+    uint64_t u = 0;
+    double d = 0;
+    bool b = false;
+    const char *s = NULL;
+    size_t n = 0;
+    switch (v->type) {
+        case DSQ_GGUF_STRING:
+            dsq_gguf_val_str(v, &s, &n, NULL);
+            text_str(s, n, buf, size);
+            return;
+        case DSQ_GGUF_BOOL:
+            dsq_gguf_val_bool(v, &b, NULL);
+            snprintf(buf, size, "%s", b ? "true" : "false");
+            return;
+        case DSQ_GGUF_FLOAT32:
+        case DSQ_GGUF_FLOAT64:
+            dsq_gguf_val_as_f64(v, &d, NULL);
+            snprintf(buf, size, "%.9g", d);
+            return;
+        case DSQ_GGUF_UINT64:
+            dsq_gguf_val_u64(v, &u, NULL);
+            snprintf(buf, size, "%" PRIu64, u);
+            return;
+        case DSQ_GGUF_ARRAY:
+            snprintf(buf, size, "[%s x %" PRIu64 "]", dsq_gguf_type_name(v->elem_type), v->n);
+            return;
+        case DSQ_GGUF_UINT8:
+        case DSQ_GGUF_INT8:
+        case DSQ_GGUF_UINT16:
+        case DSQ_GGUF_INT16:
+        case DSQ_GGUF_UINT32:
+        case DSQ_GGUF_INT32:
+        case DSQ_GGUF_INT64:
+            dsq_gguf_val_as_i64(v, &i, NULL);
+            snprintf(buf, size, "%" PRId64, i);
+            return;
+        case DSQ_GGUF_TYPE_COUNT: break;
+    }
+    snprintf(buf, size, "?");
+}
+
+/* "UINT32", or "ARRAY[STRING]" */
+static void type_str(const dsq_gguf_val *v, char *buf, size_t size) {
+    if (v->type == DSQ_GGUF_ARRAY)
+        snprintf(buf, size, "ARRAY[%s]", dsq_gguf_type_name(v->elem_type));
+    else
+        snprintf(buf, size, "%s", dsq_gguf_type_name(v->type));
+}
+
+/* A string as JSON: as it is when valid UTF-8, else with every byte >= 0x80 written as
+ * "\xNN" text (jansson only takes UTF-8). */
+static json_t *json_str(const char *s, size_t n) {
+    json_t *j = json_stringn(s, n);
+    if (j != NULL)
+        return j;
+    char *b = malloc(4 * n + 1);
+    size_t o = 0;
+    if (b == NULL)
+        return json_null();
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x80 || ch == 0)
+            o += (size_t)snprintf(b + o, 5, "\\x%02x", ch);
+        else
+            b[o++] = (char)ch;
+    }
+    j = json_stringn(b, o);
+    free(b);
+    return j ? j : json_null();
+}
+
+static json_t *json_val(const dsq_gguf_val *v) {
+    int64_t i = 0;
+    uint64_t u = 0;
+    double d = 0;
+    bool b = false;
+    const char *s = NULL;
+    size_t n = 0;
+    switch (v->type) {
+        case DSQ_GGUF_STRING: dsq_gguf_val_str(v, &s, &n, NULL); return json_str(s, n);
+        case DSQ_GGUF_BOOL: dsq_gguf_val_bool(v, &b, NULL); return json_boolean(b);
+        case DSQ_GGUF_FLOAT32:
+        case DSQ_GGUF_FLOAT64: dsq_gguf_val_as_f64(v, &d, NULL); return json_real(d);
+        case DSQ_GGUF_UINT64:
+            dsq_gguf_val_u64(v, &u, NULL);
+            return u <= INT64_MAX ? json_integer((json_int_t)u) : json_real((double)u);
+        case DSQ_GGUF_ARRAY: {
+            json_t *a = json_object(), *head = json_array();
+            json_object_set_new(a, "elem_type", json_string(dsq_gguf_type_name(v->elem_type)));
+            json_object_set_new(a, "length", json_integer((json_int_t)v->n));
+            for (uint64_t k = 0; k < v->n && k < ARR_HEAD; k++) {
+                dsq_gguf_val e;
+                if (dsq_gguf_val_at(v, k, &e, NULL) == DSQ_OK)
+                    json_array_append_new(head, json_val(&e));
+            }
+            json_object_set_new(a, "head", head);
+            return a;
+        }
+        case DSQ_GGUF_UINT8:
+        case DSQ_GGUF_INT8:
+        case DSQ_GGUF_UINT16:
+        case DSQ_GGUF_INT16:
+        case DSQ_GGUF_UINT32:
+        case DSQ_GGUF_INT32:
+        case DSQ_GGUF_INT64: dsq_gguf_val_as_i64(v, &i, NULL); return json_integer(i);
+        case DSQ_GGUF_TYPE_COUNT: break;
+    }
+    return json_null();
+}
+
+static int inspect_gguf(const char *path, int json) {
+    dsq_err err = {0};
+    dsq_gguf *g = NULL;
+    const dsq_status st = dsq_gguf_open(&g, path, &err);
+    if (st != DSQ_OK)
+        return dsq_cli_fail(st, &err);
+    totals t;
+    memset(&t, 0, sizeof t);
+    const int64_t nt = dsq_gguf_tensor_count(g), nkv = dsq_gguf_kv_count(g);
+    const uint64_t data_off = dsq_gguf_data_offset(g);
+    uint64_t all = 0;
+    for (int64_t i = 0; i < nt; i++) {
+        const dsq_gguf_tensor *x = dsq_gguf_tensor_at(g, i);
+        t.count[x->dtype]++;
+        t.bytes[x->dtype] += x->nbytes;
+        all += x->nbytes;
+    }
+    int rc = DSQ_EXIT_OK;
+    if (json) {
+        json_t *root = json_object(), *meta = json_array(), *tensors = json_array(),
+               *tot = json_object();
+        json_object_set_new(root, "path", json_string(path));
+        json_object_set_new(root, "format", json_string("gguf"));
+        json_object_set_new(root, "version", json_integer(dsq_gguf_version(g)));
+        json_object_set_new(root, "alignment", json_integer(dsq_gguf_alignment(g)));
+        json_object_set_new(root, "data_offset", json_integer((json_int_t)data_off));
+        json_object_set_new(root, "file_bytes", json_integer((json_int_t)dsq_gguf_size(g)));
+        json_object_set_new(root, "shape_order", json_string("ggml ne (ne[0] first)"));
+        json_object_set_new(root, "kv_count", json_integer(nkv));
+        for (int64_t i = 0; i < nkv; i++) {
+            dsq_gguf_val v;
+            char ty[40];
+            if (dsq_gguf_kv_val(g, i, &v, NULL) != DSQ_OK)
+                continue;
+            type_str(&v, ty, sizeof ty);
+            json_t *kv = json_object();
+            json_object_set_new(kv, "key", json_string(dsq_gguf_kv_key(g, i)));
+            json_object_set_new(kv, "type", json_string(ty));
+            json_object_set_new(kv, "value", json_val(&v));
+            json_array_append_new(meta, kv);
+        }
+        for (int64_t i = 0; i < nt; i++) {
+            const dsq_gguf_tensor *x = dsq_gguf_tensor_at(g, i);
+            json_t *jt = json_object(), *ne = json_array();
+            for (uint32_t d = 0; d < x->n_dims; d++)
+                json_array_append_new(ne, json_integer(x->ne[d]));
+            json_object_set_new(jt, "name", json_string(x->name));
+            json_object_set_new(jt, "type", json_string(dsq_dtype_name(x->dtype)));
+            json_object_set_new(jt, "ne", ne);
+            json_object_set_new(jt, "bytes", json_integer((json_int_t)x->nbytes));
+            json_object_set_new(jt, "offset", json_integer((json_int_t)x->offset));
+            json_object_set_new(jt, "file_offset", json_integer((json_int_t)(data_off + x->offset)));
+            json_array_append_new(tensors, jt);
+        }
+        for (int d = 0; d < DSQ_DTYPE_COUNT; d++) {
+            if (t.count[d] == 0)
+                continue;
+            json_t *e = json_object();
+            json_object_set_new(e, "count", json_integer((json_int_t)t.count[d]));
+            json_object_set_new(e, "bytes", json_integer((json_int_t)t.bytes[d]));
+            json_object_set_new(tot, dsq_dtype_name((dsq_dtype)d), e);
+        }
+        json_object_set_new(root, "metadata", meta);
+        json_object_set_new(root, "tensors", tensors);
+        json_object_set_new(root, "totals", tot);
+        json_object_set_new(root, "total_bytes", json_integer((json_int_t)all));
+        json_object_set_new(root, "tensor_count", json_integer(nt));
+        rc = json_dumpf(root, stdout, JSON_INDENT(2)) == 0 ? DSQ_EXIT_OK : DSQ_EXIT_IO;
+        putchar('\n');
+        json_decref(root);
+        dsq_gguf_close(g);
+        return rc;
+    }
+    char h[32];
+    dsq_format_bytes(dsq_gguf_size(g), h, sizeof h);
+    printf("GGUF v%u, alignment %u, %" PRId64 " keys, %" PRId64
+           " tensors, data section at byte %" PRIu64 ", %zu bytes (%s)\n\n",
+           dsq_gguf_version(g), dsq_gguf_alignment(g), nkv, nt, data_off, dsq_gguf_size(g), h);
+    printf("%-44s %-16s %s\n", "KEY", "TYPE", "VALUE");
+    for (int64_t i = 0; i < nkv; i++) {
+        dsq_gguf_val v;
+        char ty[40], val[1024];
+        if (dsq_gguf_kv_val(g, i, &v, NULL) != DSQ_OK)
+            continue;
+        type_str(&v, ty, sizeof ty);
+        if (v.type == DSQ_GGUF_ARRAY) {
+            size_t o = (size_t)snprintf(val, sizeof val, "%" PRIu64 " elements%s", v.n,
+                                        v.n ? ": " : "");
+            for (uint64_t k = 0; k < v.n && k < ARR_HEAD && o < sizeof val; k++) {
+                dsq_gguf_val e;
+                char one[160];
+                if (dsq_gguf_val_at(&v, k, &e, NULL) != DSQ_OK)
+                    break;
+                text_val(&e, one, sizeof one);
+                o += (size_t)snprintf(val + o, sizeof val - o, "%s%s", k ? ", " : "", one);
+            }
+            if (v.n > ARR_HEAD && o < sizeof val)
+                snprintf(val + o, sizeof val - o, ", ...");
+        } else {
+            text_val(&v, val, sizeof val);
+        }
+        printf("%-44s %-16s %s\n", dsq_gguf_kv_key(g, i), ty, val);
+    }
+    printf("\n%-44s %-8s %-26s %14s %14s\n", "TENSOR", "TYPE", "NE (ggml order)", "BYTES",
+           "OFFSET");
+    for (int64_t i = 0; i < nt; i++) {
+        const dsq_gguf_tensor *x = dsq_gguf_tensor_at(g, i);
+        char shape[128];
+        dsq_shape_format(x->ne, (int)x->n_dims, shape, sizeof shape);
+        printf("%-44s %-8s %-26s %14" PRIu64 " %14" PRIu64 "\n", x->name,
+               dsq_dtype_name(x->dtype), shape, x->nbytes, x->offset);
+    }
+    printf("\n%-10s %8s %16s\n", "TYPE", "TENSORS", "BYTES");
+    for (int d = 0; d < DSQ_DTYPE_COUNT; d++) {
+        if (t.count[d] == 0)
+            continue;
+        dsq_format_bytes(t.bytes[d], h, sizeof h);
+        printf("%-10s %8zu %16" PRIu64 "  (%s)\n", dsq_dtype_name((dsq_dtype)d), t.count[d],
+               t.bytes[d], h);
+    }
+    dsq_format_bytes(all, h, sizeof h);
+    printf("%-10s %8" PRId64 " %16" PRIu64 "  (%s)\n", "total", nt, all, h);
+    dsq_gguf_close(g);
+    return rc;
+}
+
+/* 1 when `path` is a file that starts with the GGUF magic or is named *.gguf (a damaged
+ * one then gets the GGUF reader's message). */
+static int is_gguf(const char *path) {
+    unsigned char m[4] = {0};
+    const size_t len = strlen(path);
+    if (dsq_is_dir(path))
+        return 0;
+    if (len > 5 && strcmp(path + len - 5, ".gguf") == 0)
+        return 1;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    const size_t n = fread(m, 1, 4, f);
+    fclose(f);
+    return n == 4 && memcmp(m, "GGUF", 4) == 0;
+}
+
 int dsq_cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
     int json = 0;
@@ -99,6 +395,8 @@ int dsq_cmd_inspect(int argc, char **argv) {
         fprintf(stderr, "dsq inspect: missing PATH\n%s", usage_text);
         return DSQ_EXIT_USAGE;
     }
+    if (is_gguf(path))
+        return inspect_gguf(path, json);
     dsq_err err = {0};
     dsq_ckpt *ck = NULL;
     const dsq_status st = dsq_ckpt_open(&ck, path, &err);

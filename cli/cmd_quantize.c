@@ -9,13 +9,15 @@
 #include "convert/qz_rules.h"
 
 static const char usage_text[] =
-    "usage: dsq quantize IN_DIR OUT.gguf --type T [options]\n"
+    "usage: dsq quantize IN OUT.gguf --type T [options]\n"
     "\n"
     "Makes a llama.cpp GGUF from a Hugging Face checkpoint directory (F32, F16, BF16, or\n"
     "DeepSeek FP8 dequantized on the fly) in one streaming pass: the tensor names, metadata\n"
     "and tokenizer llama.cpp's convert_hf_to_gguf.py writes, each tensor's type by\n"
     "llama-quantize's rules for the preset, and block bytes identical to ggml's.\n"
     "Architectures: LlamaForCausalLM (llama), DeepseekV3ForCausalLM (deepseek2).\n"
+    "IN may also be a GGUF file (any architecture), requantized as llama-quantize does:\n"
+    "metadata kept, tensors whose type does not change copied as they are.\n"
     "\n"
     "  --type T                  a llama.cpp preset: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1\n"
     "                            Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K\n"
@@ -32,6 +34,12 @@ static const char usage_text[] =
     "                            before the attn_k_b/attn_v_b split) instead of the split\n"
     "  --tokenizer-pre NAME      tokenizer.ggml.pre when dsq cannot tell (gpt-2, llama-bpe,\n"
     "                            deepseek-v3, ...)\n"
+    "  --imatrix FILE            importance matrix from llama-imatrix (GGUF or legacy .dat),\n"
+    "                            matched to tensors by GGUF name, as llama-quantize\n"
+    "  --allow-requantize        GGUF input: requantize tensors that are already quantized\n"
+    "                            (refused by default, as llama-quantize)\n"
+    "  --split-max-size N[M|G]   split the output, llama.cpp style (OUT-00001-of-0000n.gguf),\n"
+    "                            at most N bytes / MB (10^6) / GB (10^9) of tensor data each\n"
     "  --dry-run                 print each tensor's GGUF name, type, shape and bytes, and\n"
     "                            the total; write nothing\n"
     "  --threads N               compute threads (default: all cores)\n"
@@ -65,10 +73,10 @@ static void shape_str(const dsq_qz_tensor *t, char *buf, size_t n) {
 static void print_json(const dsq_qz_summary *s, const char *out, int dry, int plan, double secs) {
     printf("{\"dry_run\": %s, \"arch\": \"%s\", \"ftype\": \"%s\", \"file_type\": %d, "
            "\"output\": \"%s\", \"tensors\": %zu, \"tensor_bytes\": %llu, \"file_bytes\": %llu, "
-           "\"input_bytes\": %llu, \"seconds\": %.3f",
+           "\"input_bytes\": %llu, \"splits\": %d, \"imatrix_tensors\": %zu, \"seconds\": %.3f",
            dry ? "true" : "false", s->arch, s->ftype, s->file_type, out, s->n_tensors,
            (unsigned long long)s->tensor_bytes, (unsigned long long)s->file_bytes,
-           (unsigned long long)s->input_bytes, secs);
+           (unsigned long long)s->input_bytes, s->n_splits, s->imatrix_used, secs);
     if (plan) {
         printf(", \"plan\": [");
         for (size_t i = 0; i < s->n_tensors; i++) {
@@ -93,6 +101,22 @@ static const char *need_value(int argc, char **argv, int *i, const char *opt) {
         return argv[++*i];
     fprintf(stderr, "dsq quantize: %s needs a value\n", opt);
     return NULL;
+}
+
+/* "N", "NM" (10^6) or "NG" (10^9), as gguf-split counts; 0 when malformed or 0. */
+static uint64_t parse_size(const char *v) {
+    char *end = NULL;
+    if (*v < '0' || *v > '9')
+        return 0;
+    const unsigned long long n = strtoull(v, &end, 10);
+    uint64_t mul = 1;
+    if (*end == 'M' || *end == 'm')
+        mul = 1000000u, end++;
+    else if (*end == 'G' || *end == 'g')
+        mul = 1000000000u, end++;
+    if (*end != '\0' || n == 0 || n > UINT64_MAX / mul)
+        return 0;
+    return (uint64_t)n * mul;
 }
 
 static int is_opt(const char *a, const char *opt) {
@@ -141,6 +165,19 @@ int dsq_cmd_quantize(int argc, char **argv) {
                 goto usage;
             }
             o.threads = (int)n;
+        } else if (is_opt(a, "--imatrix")) {
+            if ((o.imatrix = need_value(argc, argv, &i, "--imatrix")) == NULL)
+                goto usage;
+        } else if (is_opt(a, "--split-max-size")) {
+            if ((v = need_value(argc, argv, &i, "--split-max-size")) == NULL)
+                goto usage;
+            if ((o.split_max_bytes = parse_size(v)) == 0) {
+                fprintf(stderr, "dsq quantize: --split-max-size '%s': expected a positive "
+                                "number of bytes, optionally followed by M or G\n", v);
+                goto usage;
+            }
+        } else if (strcmp(a, "--allow-requantize") == 0) {
+            o.allow_requantize = 1;
         } else if (strcmp(a, "--pure") == 0) {
             o.pure = 1;
         } else if (strcmp(a, "--mla-legacy") == 0) {
@@ -162,7 +199,7 @@ int dsq_cmd_quantize(int argc, char **argv) {
         }
     }
     if (npos != 2 && !(npos == 1 && o.dry_run)) {
-        fprintf(stderr, "dsq quantize: expected IN_DIR OUT.gguf\n");
+        fprintf(stderr, "dsq quantize: expected IN OUT.gguf\n");
         goto usage;
     }
     if (o.type == NULL) {
@@ -205,12 +242,19 @@ int dsq_cmd_quantize(int argc, char **argv) {
         printf("total: %zu tensors, %llu bytes of tensor data, file %llu bytes (%s), %s %s\n",
                s.n_tensors, (unsigned long long)s.tensor_bytes,
                (unsigned long long)s.file_bytes, b, s.arch, s.ftype);
+        if (s.n_splits > 1 || o.split_max_bytes > 0)
+            printf("split into %d files\n", s.n_splits);
     } else if (!quiet) {
         char b[32], r[32];
         dsq_format_bytes(s.file_bytes, b, sizeof b);
         dsq_format_bytes(secs > 0 ? (uint64_t)((double)s.input_bytes / secs) : 0, r, sizeof r);
-        printf("quantized %zu tensors to %s (%s) -> %s, %s in %.2f s (%s/s of input)\n",
-               s.n_tensors, s.ftype, s.arch, out, b, secs, r);
+        printf("quantized %zu tensors to %s (%s) -> %s%s, %s in %.2f s (%s/s of input)\n",
+               s.n_tensors, s.ftype, s.arch, out, o.split_max_bytes ? " (split)" : "", b, secs,
+               r);
+        if (o.split_max_bytes > 0)
+            printf("%d split files\n", s.n_splits);
+        if (o.imatrix != NULL)
+            printf("imatrix used for %zu tensors\n", s.imatrix_used);
     }
     dsq_qz_summary_free(&s);
     free(tt);

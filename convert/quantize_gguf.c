@@ -6,7 +6,13 @@
  * header:  general.*, {arch}.*, tokenizer.* KVs and every tensor info, through the GGUF
  *          writer, so the file layout (offsets, padding) is fixed before any data.
  * data:    per entry, per 2-D slice: source rows -> F32 (FP8 x block scale in F32, F16 and
- *          BF16 widened exactly) -> transform -> dsq_quantize_rows -> writer. */
+ *          BF16 widened exactly) -> transform -> dsq_quantize_rows (with the slice's
+ *          imatrix weights) -> writer.
+ * GGUF input takes the same road with one entry per input tensor (the KVs copied, the
+ * model facts the rules need read from {arch}.* keys), a slice being dequantized with
+ * dsq_dequantize_row, and tensors whose type does not change copied as they are.
+ * Splits: the plan assigns each entry a file; every file's header is fixed up front, all
+ * are written under temporary names and renamed at the end. */
 #include "convert/quantize_gguf.h"
 
 #include <ctype.h>
@@ -20,6 +26,7 @@
 #endif
 
 #include "convert/hf_config.h"
+#include "convert/imatrix.h"
 #include "convert/qz_arch.h"
 #include "convert/qz_rules.h"
 #include "convert/qz_vocab.h"
@@ -46,8 +53,12 @@ typedef struct entry {
     dsq_qz_tensor t;
     int layer; /* -1 outside the blocks */
     dsq_qz_src how;
-    src_ref *src; /* 1, or n_expert for DSQ_QZ_SRC_EXPERTS */
+    src_ref *src; /* 1, or n_expert for DSQ_QZ_SRC_EXPERTS; NULL for GGUF input */
     int n_src;
+    const dsq_gguf_tensor *gt; /* GGUF input: the source tensor (borrowed from ctx.gin) */
+    int copy;                  /* GGUF input: type unchanged, bytes copied as they are */
+    const float *imx;          /* importance weights, ne[0] x ne[2] (borrowed), or NULL */
+    int split;                 /* index of the output file */
 } entry;
 
 typedef struct override {
@@ -59,6 +70,11 @@ typedef struct override {
 typedef struct ctx {
     const dsq_qz_opts *o;
     dsq_ckpt *ck;
+    dsq_gguf *gin;         /* GGUF input, else NULL */
+    char arch_name[64];    /* GGUF architecture */
+    dsq_qz_model model;    /* what the type rules know about the model */
+    dsq_imatrix *im;
+    int n_splits;
     json_t *cfg;
     const dsq_qz_arch *arch;
     dsq_qz_hparams hp;
@@ -357,19 +373,53 @@ static int entry_cmp(const void *pa, const void *pb) {
     return strcmp(a->t.name, b->t.name);
 }
 
+/* What llama-quantize knows of a model converted from this checkpoint. */
+static void hf_model_info(ctx *c) {
+    dsq_qz_model *m = &c->model;
+    const int ds2 = strcmp(c->arch->gguf_name, "deepseek2") == 0;
+    m->n_layer = (int)c->hp.n_layer;
+    m->n_expert = ds2 ? (int)c->hp.n_expert : 0;
+    m->n_head = (int)c->hp.n_head;
+    /* what the loader will read as head_count_kv */
+    m->n_head_kv = (int)(ds2 && !c->hp.kvb_legacy ? 1 : c->hp.n_head_kv);
+    m->is_70b = strcmp(c->arch->gguf_name, "llama") == 0 && c->hp.n_layer == 80 &&
+                c->hp.n_head != c->hp.n_head_kv;
+}
+
+/* The imatrix entry of a tensor about to be quantized, as llama-quantize picks it: none
+ * when absent (said at INFO level), an error when its size is not ne[0] x ne[2], except
+ * for token_embd.weight, which is then quantized without one. */
+static dsq_status pick_imatrix(ctx *c, entry *e, dsq_err *err) {
+    int64_t n = 0;
+    const dsq_qz_tensor *t = &e->t;
+    const float *v = dsq_imatrix_find(c->im, t->name, &n);
+    const int64_t want = t->ne[0] * t->ne[2];
+    if (v == NULL) {
+        say(c, DSQ_LOG_INFO, "imatrix: no entry for %s (quantized without one)", t->name);
+        return DSQ_OK;
+    }
+    if (n == want) {
+        e->imx = v;
+        return DSQ_OK;
+    }
+    if (strcmp(t->name, "token_embd.weight") == 0) {
+        say(c, DSQ_LOG_INFO, "imatrix: entry for %s has %lld values, not %lld; not used",
+            t->name, (long long)n, (long long)want);
+        return DSQ_OK;
+    }
+    return dsq_err_set(err, DSQ_FORMAT,
+                       "imatrix entry '%s' has %lld values but the tensor needs %lld (ne[0] "
+                       "%lld x %lld matrices): an imatrix of another model?",
+                       t->name, (long long)n, (long long)want, (long long)t->ne[0],
+                       (long long)t->ne[2]);
+}
+
 static dsq_status choose_types(ctx *c, dsq_err *err) {
     dsq_status st = DSQ_OK;
     dsq_qz_state s;
     memset(&s, 0, sizeof s);
-    s.m.n_layer = (int)c->hp.n_layer;
-    s.m.n_expert = strcmp(c->arch->gguf_name, "deepseek2") == 0 ? (int)c->hp.n_expert : 0;
-    s.m.n_head = (int)c->hp.n_head;
-    /* what the loader will read as head_count_kv */
-    s.m.n_head_kv = (int)(strcmp(c->arch->gguf_name, "deepseek2") == 0 && !c->hp.kvb_legacy
-                              ? 1
-                              : c->hp.n_head_kv);
-    s.m.is_70b = strcmp(c->arch->gguf_name, "llama") == 0 && c->hp.n_layer == 80 &&
-                 c->hp.n_head != c->hp.n_head_kv;
+    s.m = c->model;
+    s.m.has_imatrix = c->im != NULL;
     for (size_t i = 0; i < c->n_e; i++) {
         const char *n = c->e[i].t.name;
         if (strstr(n, "attn_v.weight") || strstr(n, "attn_qkv.weight") ||
@@ -379,8 +429,11 @@ static dsq_status choose_types(ctx *c, dsq_err *err) {
             s.m.has_output = 1;
     }
     for (size_t i = 0; i < c->n_e; i++) {
-        dsq_qz_tensor *t = &c->e[i].t;
-        dsq_dtype ty = DSQ_DTYPE_F32;
+        entry *e = &c->e[i];
+        dsq_qz_tensor *t = &e->t;
+        /* the type the tensor has in the input (HF tensors count as the converter's F32) */
+        const dsq_dtype src = e->gt ? e->gt->dtype : DSQ_DTYPE_F32;
+        dsq_dtype ty = src;
         if (dsq_qz_is_quantizable(t->name, (int)t->n_dims)) {
             ty = c->ft->base;
             if (!c->o->pure && is_quantized(ty))
@@ -401,14 +454,34 @@ static dsq_status choose_types(ctx *c, dsq_err *err) {
                     "%s",
                     t->name, (long long)t->ne[0], dsq_dtype_name(ty));
         }
+        if (e->gt != NULL && ty == src) { /* llama-quantize: same type, nothing to do */
+            e->copy = 1;
+            t->type = ty;
+            t->fallback = 0;
+            t->nbytes = e->gt->nbytes;
+            continue;
+        }
         DSQ_CHECK(t->ne[0] % block_of(ty) == 0, DSQ_UNSUPPORTED, err,
                   "tensor '%s': row length %lld is not a multiple of %s's block of %lld, and "
                   "no fallback applies (use a preset, or --tensor-type to pick another type)",
                   t->name, (long long)t->ne[0], dsq_dtype_name(ty), (long long)block_of(ty));
+        if (e->gt != NULL) {
+            DSQ_CHECK(!is_quantized(src) || c->o->allow_requantize, DSQ_UNSUPPORTED, err,
+                      "tensor '%s' is already %s: requantizing is disabled (as in "
+                      "llama-quantize; --allow-requantize enables it)",
+                      t->name, dsq_dtype_name(src));
+            DSQ_CHECK(dsq_quant_supported(src), DSQ_UNSUPPORTED, err,
+                      "tensor '%s': dsq cannot dequantize %s", t->name, dsq_dtype_name(src));
+            DSQ_CHECK(t->ne[3] == 1, DSQ_UNSUPPORTED, err,
+                      "tensor '%s' has 4 dimensions; only 2-D and 3-D tensors are quantized",
+                      t->name);
+        }
         size_t row = 0;
         DSQ_TRY(dsq_quant_row_size(ty, t->ne[0], &row));
         t->type = ty;
         t->nbytes = (uint64_t)row * (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]);
+        if (c->im != NULL && ty != src)
+            DSQ_TRY(pick_imatrix(c, e, err));
     }
 cleanup:
     return st;
@@ -461,6 +534,63 @@ static dsq_status build_plan(ctx *c, dsq_err *err) {
         }
     }
     qsort(c->e, c->n_e, sizeof *c->e, entry_cmp);
+    hf_model_info(c);
+    DSQ_TRY(choose_types(c, err));
+cleanup:
+    return st;
+}
+
+/* ============================================================================================
+ * GGUF input
+ * ========================================================================================== */
+
+/* {arch}.<suffix> as an integer; def when absent or not a scalar integer (some
+ * architectures store per-layer arrays, which the rules used here never need). */
+static int64_t meta_int(const ctx *c, const char *suffix, int64_t def) {
+    char key[160];
+    int64_t v = 0;
+    snprintf(key, sizeof key, "%s.%s", c->arch_name, suffix);
+    return dsq_gguf_get_i64(c->gin, key, &v, NULL) == DSQ_OK ? v : def;
+}
+
+static dsq_status build_plan_gguf(ctx *c, const char *in, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    const char *an = NULL;
+    size_t an_len = 0;
+    DSQ_TRY(dsq_gguf_open(&c->gin, in, err));
+    DSQ_CHECK(dsq_gguf_find_key(c->gin, "general.architecture") >= 0, DSQ_FORMAT, err,
+              "%s: no general.architecture key (not a llama.cpp model file)", in);
+    DSQ_TRY(dsq_gguf_get_str(c->gin, "general.architecture", &an, &an_len, err));
+    DSQ_CHECK(an_len > 0 && an_len < sizeof c->arch_name, DSQ_FORMAT, err,
+              "%s: general.architecture is %zu bytes long", in, an_len);
+    memcpy(c->arch_name, an, an_len);
+    c->arch_name[an_len] = '\0';
+    dsq_qz_model *m = &c->model;
+    m->n_layer = (int)meta_int(c, "block_count", 0);
+    m->n_expert = (int)meta_int(c, "expert_count", 0);
+    m->n_head = (int)meta_int(c, "attention.head_count", 0);
+    m->n_head_kv = (int)meta_int(c, "attention.head_count_kv", m->n_head);
+    m->is_70b = strcmp(c->arch_name, "llama") == 0 && m->n_layer == 80 &&
+                m->n_head != m->n_head_kv;
+    const int64_t nt = dsq_gguf_tensor_count(c->gin);
+    c->e = calloc(nt > 0 ? (size_t)nt : 1, sizeof *c->e);
+    DSQ_CHECK(c->e != NULL, DSQ_NOMEM, err, "out of memory");
+    c->cap_e = nt > 0 ? (size_t)nt : 1;
+    for (int64_t i = 0; i < nt; i++) {
+        const dsq_gguf_tensor *t = dsq_gguf_tensor_at(c->gin, i);
+        entry *e = &c->e[c->n_e++];
+        int il = -1;
+        memcpy(e->t.name, t->name, strlen(t->name) + 1); /* <= 63 bytes, the reader checks */
+        e->t.n_dims = t->n_dims;
+        for (int d = 0; d < 4; d++)
+            e->t.ne[d] = t->ne[d];
+        if (sscanf(t->name, "blk.%d.", &il) != 1)
+            il = -1;
+        e->layer = il;
+        e->gt = t;
+    }
+    /* llama_model_loader's weight_name_comparer order, as for checkpoints */
+    qsort(c->e, c->n_e, sizeof *c->e, entry_cmp);
     DSQ_TRY(choose_types(c, err));
 cleanup:
     return st;
@@ -481,27 +611,113 @@ static const char *base_name(const char *path, char *buf, size_t size) {
     return buf;
 }
 
-static dsq_status build_header(ctx *c, dsq_gguf_writer *w, const char *in, dsq_err *err) {
+/* Every KV of the output, in llama-quantize's order: the input's (or the converter's) KVs,
+ * general.quantization_version and general.file_type (re-set by llama-quantize, which moves
+ * them last), then the imatrix provenance keys (its KV overrides). */
+static dsq_status add_meta(ctx *c, dsq_gguf_writer *w, const char *in, dsq_err *err) {
     dsq_status st = DSQ_OK;
-    char name[256];
-    const char *an = c->arch->gguf_name;
-    DSQ_TRY(dsq_gguf_writer_add_str(w, "general.architecture", an, strlen(an), err));
-    DSQ_TRY(dsq_gguf_writer_add_str(w, "general.type", "model", 5, err));
-    base_name(in, name, sizeof name);
-    if (name[0] != '\0' && strcmp(name, ".") != 0)
-        DSQ_TRY(dsq_gguf_writer_add_str(w, "general.name", name, strlen(name), err));
-    DSQ_TRY(c->arch->add_kv(w, c->cfg, &c->hp, err));
-    DSQ_TRY(dsq_qz_add_vocab(w, dsq_ckpt_dir(c->ck), c->hp.n_vocab, c->o->tokenizer_pre, err));
+    if (c->gin != NULL) {
+        static const char *const dropped[] = {"general.quantization_version", "general.file_type",
+                                              "split.no", "split.count", "split.tensors.count"};
+        for (int64_t i = 0; i < dsq_gguf_kv_count(c->gin); i++) {
+            const char *key = dsq_gguf_kv_key(c->gin, i);
+            int drop = 0;
+            for (size_t k = 0; k < sizeof dropped / sizeof dropped[0]; k++)
+                drop |= strcmp(key, dropped[k]) == 0;
+            if (drop)
+                continue;
+            dsq_gguf_val v;
+            DSQ_TRY(dsq_gguf_kv_val(c->gin, i, &v, err));
+            DSQ_TRY(dsq_gguf_writer_add_val(w, key, &v, err));
+        }
+    } else {
+        char name[256];
+        const char *an = c->arch->gguf_name;
+        DSQ_TRY(dsq_gguf_writer_add_str(w, "general.architecture", an, strlen(an), err));
+        DSQ_TRY(dsq_gguf_writer_add_str(w, "general.type", "model", 5, err));
+        base_name(in, name, sizeof name);
+        if (name[0] != '\0' && strcmp(name, ".") != 0)
+            DSQ_TRY(dsq_gguf_writer_add_str(w, "general.name", name, strlen(name), err));
+        DSQ_TRY(c->arch->add_kv(w, c->cfg, &c->hp, err));
+        DSQ_TRY(
+            dsq_qz_add_vocab(w, dsq_ckpt_dir(c->ck), c->hp.n_vocab, c->o->tokenizer_pre, err));
+    }
     /* Last, in this order: llama-quantize re-sets both keys on the converter's file, and
      * ggml moves a re-set key to the end, so the whole file matches llama-quantize's. */
     DSQ_TRY(dsq_gguf_writer_add_u32(w, "general.quantization_version", 2, err));
     DSQ_TRY(dsq_gguf_writer_add_u32(w, "general.file_type", (uint32_t)c->ft->ftype, err));
-    for (size_t i = 0; i < c->n_e; i++) {
-        const dsq_qz_tensor *t = &c->e[i].t;
-        DSQ_TRY(dsq_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, err));
+    if (c->im != NULL) {
+        /* quantize.cpp: the path as given and the first dataset, each cut to 127 bytes;
+         * entries = all entries of the file; chunks only when > 0 */
+        const char *ds = dsq_imatrix_dataset(c->im);
+        const size_t fl = strlen(c->o->imatrix), dl = strlen(ds);
+        DSQ_TRY(dsq_gguf_writer_add_str(w, "quantize.imatrix.file", c->o->imatrix,
+                                        fl > 127 ? 127 : fl, err));
+        if (dl > 0)
+            DSQ_TRY(dsq_gguf_writer_add_str(w, "quantize.imatrix.dataset", ds, dl > 127 ? 127 : dl,
+                                            err));
+        DSQ_TRY(dsq_gguf_writer_add_i32(w, "quantize.imatrix.entries_count",
+                                        (int32_t)dsq_imatrix_count(c->im), err));
+        if (dsq_imatrix_chunks(c->im) > 0)
+            DSQ_TRY(dsq_gguf_writer_add_i32(w, "quantize.imatrix.chunks_count",
+                                            (int32_t)dsq_imatrix_chunks(c->im), err));
     }
 cleanup:
     return st;
+}
+
+/* The header of output file `k`: all metadata in the first, then (when splitting) the
+ * split keys as gguf-split leaves them, then the tensor infos of that file. */
+static dsq_status build_header(ctx *c, dsq_gguf_writer *w, const char *in, int k, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    if (k == 0)
+        DSQ_TRY(add_meta(c, w, in, err));
+    if (c->o->split_max_bytes > 0) {
+        /* gguf-split sets split.no, split.count (placeholder), split.tensors.count, then
+         * split.count again, which ggml moves to the end */
+        DSQ_TRY(dsq_gguf_writer_add_u16(w, "split.no", (uint16_t)k, err));
+        DSQ_TRY(dsq_gguf_writer_add_i32(w, "split.tensors.count", (int32_t)c->n_e, err));
+        DSQ_TRY(dsq_gguf_writer_add_u16(w, "split.count", (uint16_t)c->n_splits, err));
+    }
+    for (size_t i = 0; i < c->n_e; i++) {
+        const dsq_qz_tensor *t = &c->e[i].t;
+        if (c->e[i].split == k)
+            DSQ_TRY(dsq_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, err));
+    }
+cleanup:
+    return st;
+}
+
+/* gguf-split --split-max-size: tensors in order, each counted padded to 32 bytes (its
+ * GGUF_DEFAULT_ALIGNMENT), a new file when the next tensor would pass the limit. A tensor
+ * larger than the limit on its own is an error here (gguf-split stops with "one of splits
+ * have 0 tensors" when it is the first, and lets later ones overflow). */
+static dsq_status plan_splits(ctx *c, dsq_err *err) {
+    const uint64_t max = c->o->split_max_bytes;
+    uint64_t cur = 0;
+    int k = 0;
+    c->n_splits = 1;
+    if (max == 0)
+        return DSQ_OK;
+    for (size_t i = 0; i < c->n_e; i++) {
+        const uint64_t nb = c->e[i].t.nbytes + (32 - c->e[i].t.nbytes % 32) % 32;
+        if (nb > max)
+            return dsq_err_set(err, DSQ_RANGE,
+                               "tensor '%s' takes %llu bytes, more than --split-max-size (%llu "
+                               "bytes): no split can hold it",
+                               c->e[i].t.name, (unsigned long long)nb, (unsigned long long)max);
+        if (cur + nb > max) {
+            k++;
+            cur = 0;
+        }
+        cur += nb;
+        c->e[i].split = k;
+    }
+    if (k + 1 > 65535)
+        return dsq_err_set(err, DSQ_RANGE, "--split-max-size gives %d files (split.count is a u16)",
+                           k + 1);
+    c->n_splits = k + 1;
+    return DSQ_OK;
 }
 
 /* ============================================================================================
@@ -581,7 +797,29 @@ static void fill_slice(const ctx *c, const entry *e, int64_t sl, float *out, flo
     }
 }
 
-static dsq_status write_data(ctx *c, dsq_gguf_writer *w, uint64_t total, dsq_err *err) {
+/* Slice `sl` of a GGUF input tensor as F32: copied (F32), widened (F16, BF16) or
+ * dequantized as ggml's to_float does. */
+static dsq_status fill_slice_gguf(const entry *e, int64_t sl, float *out, dsq_err *err) {
+    const dsq_gguf_tensor *g = e->gt;
+    const int64_t cols = e->t.ne[0], rows = e->t.ne[1];
+    size_t rb = 0;
+    dsq_status st = dsq_quant_row_size(g->dtype, cols, &rb);
+    if (st != DSQ_OK)
+        return dsq_err_set(err, st, "tensor '%s': %s rows of %lld", g->name,
+                           dsq_dtype_name(g->dtype), (long long)cols);
+    const uint8_t *p = g->data + (size_t)sl * (size_t)rows * rb;
+    if (g->dtype == DSQ_DTYPE_F32) {
+        memcpy(out, p, (size_t)(rows * cols) * sizeof *out);
+        return DSQ_OK;
+    }
+    st = dsq_dequantize_row(g->dtype, p, out, rows * cols);
+    if (st != DSQ_OK)
+        return dsq_err_set(err, st, "tensor '%s': dequantizing %s failed", g->name,
+                           dsq_dtype_name(g->dtype));
+    return DSQ_OK;
+}
+
+static dsq_status write_data(ctx *c, dsq_gguf_writer **w, uint64_t total, dsq_err *err) {
     dsq_status st = DSQ_OK;
     float *f32 = NULL, *tmp = NULL;
     uint8_t *q = NULL;
@@ -589,11 +827,20 @@ static dsq_status write_data(ctx *c, dsq_gguf_writer *w, uint64_t total, dsq_err
     uint64_t done = 0;
     for (size_t i = 0; i < c->n_e; i++) {
         const entry *e = &c->e[i];
+        dsq_gguf_writer *out = w[e->split];
+        if (e->copy) {
+            DSQ_TRY(dsq_gguf_writer_write(out, e->gt->data, (size_t)e->gt->nbytes, err));
+            done += e->gt->nbytes;
+            if (c->o->progress)
+                c->o->progress(c->o->progress_user, done, total);
+            continue;
+        }
         const int64_t cols = e->t.ne[0], rows = e->t.ne[1], slices = e->t.ne[2];
         size_t row_bytes = 0;
         DSQ_TRY(dsq_quant_row_size(e->t.type, cols, &row_bytes));
         const size_t nf = (size_t)(rows * cols), nq = row_bytes * (size_t)rows;
-        const size_t nt = (size_t)(e->src[0].v->shape[e->src[0].v->ndim - 1]);
+        const size_t nt =
+            e->gt ? 0 : (size_t)(e->src[0].v->shape[e->src[0].v->ndim - 1]);
         if (nf > f32_cap) {
             free(f32);
             DSQ_CHECK((f32 = malloc(nf * sizeof *f32)) != NULL, DSQ_NOMEM, err,
@@ -611,13 +858,18 @@ static dsq_status write_data(ctx *c, dsq_gguf_writer *w, uint64_t total, dsq_err
             tmp_cap = nt;
         }
         for (int64_t sl = 0; sl < slices; sl++) {
-            fill_slice(c, e, sl, f32, tmp);
-            st = dsq_quantize_rows(e->t.type, f32, q, rows, cols, NULL,
+            if (e->gt)
+                DSQ_TRY(fill_slice_gguf(e, sl, f32, err));
+            else
+                fill_slice(c, e, sl, f32, tmp);
+            /* llama-quantize: expert (slice) i03 gets imatrix + i03 * n_per_row */
+            const float *imx = e->imx ? e->imx + sl * cols : NULL;
+            st = dsq_quantize_rows(e->t.type, f32, q, rows, cols, imx,
                                    rows * cols >= PAR_MIN ? c->o->threads : 1);
             DSQ_CHECK(st == DSQ_OK, st, err, "tensor '%s'%s: quantizing to %s failed: %s",
                       e->t.name, st == DSQ_RANGE ? " has NaN or infinite weights" : "",
                       dsq_dtype_name(e->t.type), dsq_status_str(st));
-            DSQ_TRY(dsq_gguf_writer_write(w, q, nq, err));
+            DSQ_TRY(dsq_gguf_writer_write(out, q, nq, err));
             done += nq;
             if (c->o->progress)
                 c->o->progress(c->o->progress_user, done, total);
@@ -648,12 +900,70 @@ static dsq_status split_path(const char *out_path, char **dir, char **name, dsq_
     return DSQ_OK;
 }
 
+/* 1 when `path` is a file starting with the GGUF magic, or a file named *.gguf (so that
+ * a damaged one gets the GGUF reader's message rather than the checkpoint reader's). */
+static int is_gguf_file(const char *path) {
+    unsigned char m[4] = {0};
+    const size_t len = strlen(path);
+    if (dsq_is_dir(path))
+        return 0;
+    if (len > 5 && strcmp(path + len - 5, ".gguf") == 0)
+        return 1;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    const size_t n = fread(m, 1, 4, f);
+    fclose(f);
+    return n == 4 && memcmp(m, "GGUF", 4) == 0;
+}
+
+/* Output file k's name: OUT itself, or with splits "<OUT minus .gguf>-%05d-of-%05d.gguf". */
+static dsq_status out_name(const ctx *c, const char *name, int k, char **out, dsq_err *err) {
+    if (c->o->split_max_bytes == 0) {
+        *out = strdup(name);
+    } else {
+        size_t n = strlen(name);
+        if (n > 5 && strcmp(name + n - 5, ".gguf") == 0)
+            n -= 5;
+        const size_t sz = n + 32;
+        if ((*out = malloc(sz)) != NULL)
+            snprintf(*out, sz, "%.*s-%05d-of-%05d.gguf", (int)n, name, k + 1, c->n_splits);
+    }
+    if (*out == NULL)
+        return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+    if (!dsq_name_is_safe(*out, strlen(*out)))
+        return dsq_err_set(err, DSQ_INVALID_ARG, "output '%s': not a usable file name", *out);
+    return DSQ_OK;
+}
+
+/* imatrix entries that name no tensor: llama-quantize ignores them silently; say so,
+ * and warn when none at all matches (the imatrix of another model). */
+static void report_imatrix_use(ctx *c, dsq_qz_summary *s) {
+    size_t unmatched = 0;
+    for (size_t i = 0; i < dsq_imatrix_count(c->im); i++) {
+        const char *n = dsq_imatrix_name(c->im, i);
+        size_t k = 0;
+        while (k < c->n_e && strcmp(c->e[k].t.name, n) != 0)
+            k++;
+        unmatched += k == c->n_e;
+    }
+    for (size_t k = 0; k < c->n_e; k++)
+        s->imatrix_used += c->e[k].imx != NULL;
+    if (unmatched > 0)
+        say(c, unmatched == dsq_imatrix_count(c->im) ? DSQ_LOG_WARN : DSQ_LOG_INFO,
+            "imatrix: %zu of its %zu entries name no tensor of this model (ignored, as "
+            "llama-quantize does)",
+            unmatched, dsq_imatrix_count(c->im));
+}
+
 dsq_status dsq_quantize_gguf(const char *in, const char *out_path, const dsq_qz_opts *o,
                              dsq_qz_summary *s, dsq_err *err) {
     dsq_status st = DSQ_OK;
     ctx c;
-    dsq_gguf_writer *w = NULL;
+    dsq_gguf_writer **w = NULL;
     char *dir = NULL, *name = NULL;
+    char **names = NULL;
+    int n_w = 0, committed = 0;
     memset(&c, 0, sizeof c);
     memset(s, 0, sizeof *s);
     c.o = o;
@@ -669,43 +979,77 @@ dsq_status dsq_quantize_gguf(const char *in, const char *out_path, const dsq_qz_
     DSQ_TRY(parse_opts(&c, err));
     if (!o->dry_run)
         DSQ_TRY(split_path(out_path, &dir, &name, err));
-    {
-        const size_t n = strlen(in);
-        DSQ_CHECK(!(n >= 5 && strcmp(in + n - 5, ".gguf") == 0), DSQ_UNSUPPORTED, err,
-                  "%s: GGUF input is not supported yet (give a Hugging Face checkpoint directory)",
-                  in);
+    if (o->imatrix != NULL)
+        DSQ_TRY(dsq_imatrix_load(&c.im, o->imatrix, err));
+    if (is_gguf_file(in)) {
+        DSQ_TRY(build_plan_gguf(&c, in, err));
+        snprintf(s->arch, sizeof s->arch, "%.31s", c.arch_name);
+    } else {
+        DSQ_TRY(dsq_ckpt_open(&c.ck, in, err));
+        DSQ_TRY(read_config(&c, err));
+        DSQ_TRY(build_plan(&c, err));
+        snprintf(s->arch, sizeof s->arch, "%s", c.arch->gguf_name);
     }
-    DSQ_TRY(dsq_ckpt_open(&c.ck, in, err));
-    DSQ_TRY(read_config(&c, err));
-    DSQ_TRY(build_plan(&c, err));
+    DSQ_TRY(plan_splits(&c, err));
+    if (c.im != NULL)
+        report_imatrix_use(&c, s);
 
-    DSQ_TRY(dsq_gguf_writer_init(&w, err));
-    DSQ_TRY(build_header(&c, w, in, err));
+    DSQ_CHECK((w = calloc((size_t)c.n_splits, sizeof *w)) != NULL &&
+                  (names = calloc((size_t)c.n_splits, sizeof *names)) != NULL,
+              DSQ_NOMEM, err, "out of memory");
+    n_w = c.n_splits;
+    for (int k = 0; k < n_w; k++) {
+        uint64_t fb = 0;
+        DSQ_TRY(dsq_gguf_writer_init(&w[k], err));
+        DSQ_TRY(build_header(&c, w[k], in, k, err));
+        DSQ_TRY(dsq_gguf_writer_file_size(w[k], &fb, err));
+        s->file_bytes += fb;
+    }
 
-    snprintf(s->arch, sizeof s->arch, "%s", c.arch->gguf_name);
     snprintf(s->ftype, sizeof s->ftype, "%s", c.ft->name);
     s->file_type = (int)c.ft->ftype;
+    s->n_splits = c.n_splits;
     DSQ_CHECK((s->tensors = calloc(c.n_e ? c.n_e : 1, sizeof *s->tensors)) != NULL, DSQ_NOMEM,
               err, "out of memory");
     s->n_tensors = c.n_e;
     for (size_t i = 0; i < c.n_e; i++) {
         s->tensors[i] = c.e[i].t;
         s->tensor_bytes += c.e[i].t.nbytes;
+        if (c.e[i].gt != NULL)
+            s->input_bytes += c.e[i].gt->nbytes;
         for (int x = 0; x < c.e[i].n_src; x++)
             s->input_bytes += c.e[i].src[x].v->nbytes;
     }
-    DSQ_TRY(dsq_gguf_writer_file_size(w, &s->file_bytes, err));
     if (o->dry_run)
         goto cleanup;
 
-    DSQ_TRY(dsq_gguf_writer_begin(w, dir, name, err));
+    /* every split under its temporary name first; renamed only once all are complete */
+    for (int k = 0; k < n_w; k++) {
+        DSQ_TRY(out_name(&c, name, k, &names[k], err));
+        DSQ_TRY(dsq_gguf_writer_begin(w[k], dir, names[k], err));
+    }
     DSQ_TRY(write_data(&c, w, s->tensor_bytes, err));
-    DSQ_TRY(dsq_gguf_writer_commit(w, err));
+    for (; committed < n_w; committed++)
+        DSQ_TRY(dsq_gguf_writer_commit(w[committed], err));
 
 cleanup:
-    if (st != DSQ_OK)
+    if (st != DSQ_OK) {
         dsq_qz_summary_free(s);
-    dsq_gguf_writer_free(w);
+        /* a rename failed part way: take back the splits already in place */
+        for (int k = 0; k < committed; k++) {
+            char *p = dsq_path_join(dir, names[k]);
+            if (p != NULL)
+                remove(p);
+            free(p);
+        }
+    }
+    for (int k = 0; k < n_w; k++) {
+        dsq_gguf_writer_free(w[k]);
+        if (names != NULL)
+            free(names[k]);
+    }
+    free(w);
+    free(names);
     for (size_t i = 0; i < c.n_e; i++)
         free(c.e[i].src);
     free(c.e);
@@ -718,6 +1062,8 @@ cleanup:
     free(c.ov);
     json_decref(c.cfg);
     dsq_ckpt_close(c.ck);
+    dsq_gguf_close(c.gin);
+    dsq_imatrix_free(c.im);
     free(dir);
     free(name);
     return st;

@@ -2,7 +2,19 @@
  *
  * IN is a Hugging Face checkpoint directory (sharded or not) of F32, F16 or BF16 weights,
  * or DeepSeek's FP8 (F8_E4M3 with F32 *_scale_inv block scales, dequantized on the fly as
- * convert/fp8_bf16.h defines it, but kept in F32: no BF16 rounding, no copy on disk).
+ * convert/fp8_bf16.h defines it, but kept in F32: no BF16 rounding, no copy on disk),
+ * or a GGUF file (any architecture: its metadata is kept, as llama-quantize keeps it, and
+ * the rules key on its tensor names; F32/F16/BF16 tensors are widened exactly, quantized
+ * ones are dequantized as ggml does, which llama-quantize refuses unless
+ * --allow-requantize; a tensor whose type does not change is copied byte for byte).
+ *
+ * --imatrix (convert/imatrix.h) gives each quantized tensor the importance weights of its
+ * GGUF name (per expert slice for 3-D tensors) and records quantize.imatrix.* provenance
+ * keys, exactly as llama-quantize. --split-max-size writes llama.cpp's split convention
+ * (gguf-split): OUT-0000k-of-0000n.gguf, tensors distributed in order so that no split
+ * holds more than the limit of tensor data (each tensor counted padded to 32 bytes), the
+ * first split carrying all metadata, every split the keys split.no (u16, 0-based),
+ * split.tensors.count (i32, tensors in all splits) and split.count (u16), in that order.
  *
  * The output is the GGUF llama.cpp's convert_hf_to_gguf.py + llama-quantize would make:
  * the same tensor names, shapes, metadata (convert/qz_arch.h, qz_vocab.h), the same type
@@ -34,6 +46,10 @@ typedef struct dsq_qz_opts {
     const char *tokenizer_pre;        /* NULL: guessed from tokenizer.json */
     int mla_legacy;                   /* deepseek2: one attn_kv_b instead of attn_k_b/attn_v_b */
     int dry_run;                      /* plan only, write nothing */
+    const char *imatrix;              /* importance matrix file (GGUF or legacy .dat), or NULL */
+    int allow_requantize;             /* GGUF input: quantized tensors may be requantized */
+    uint64_t split_max_bytes;         /* > 0: split the output, at most this much tensor data
+                                       * (padded to 32 bytes per tensor) per file */
     int threads;                      /* 0 = OpenMP default */
     dsq_log_fn log;
     void *log_user;
@@ -60,14 +76,22 @@ typedef struct dsq_qz_summary {
     uint64_t        tensor_bytes; /* sum of nbytes */
     uint64_t        file_bytes;   /* whole GGUF */
     uint64_t        input_bytes;  /* checkpoint tensor bytes read */
+    int             n_splits;     /* files written (1 without --split-max-size) */
+    size_t          imatrix_used; /* tensors quantized with importance weights */
 } dsq_qz_summary;
 
 void dsq_qz_summary_free(dsq_qz_summary *s); /* frees the tensors; accepts NULL */
 
-/* @return DSQ_OK; DSQ_INVALID_ARG (bad type or pattern); DSQ_UNSUPPORTED (unknown
+/* in: a checkpoint directory or a GGUF file (told apart by the GGUF magic).
+ * out_path: with split_max_bytes, a trailing ".gguf" is dropped and each split is named
+ * "<rest>-%05d-of-%05d.gguf"; all splits are written under temporary names and renamed
+ * only when every one of them is complete.
+ * @return DSQ_OK; DSQ_INVALID_ARG (bad type or pattern); DSQ_UNSUPPORTED (unknown
  *         architecture, a dtype dsq cannot read, a row length no type fits); DSQ_NOT_FOUND
  *         (a tensor the architecture needs is missing); DSQ_FORMAT (bad config, shapes,
- *         an unmapped tensor); DSQ_RANGE (NaN/Inf in a weight); DSQ_IO; DSQ_NOMEM.
+ *         an unmapped tensor, a bad imatrix or one whose size does not fit a tensor);
+ *         DSQ_UNSUPPORTED also for requantizing without allow_requantize; DSQ_RANGE (NaN/Inf
+ *         in a weight, a tensor larger than split_max_bytes); DSQ_IO; DSQ_NOMEM.
  *         On error nothing is left at out_path. */
 dsq_status dsq_quantize_gguf(const char *in, const char *out_path, const dsq_qz_opts *o,
                              dsq_qz_summary *s, dsq_err *err);
