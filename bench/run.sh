@@ -7,4 +7,4 @@ build=${BUILD:-build/release}
 work=${BENCH_DIR:-build/bench-data}
 mkdir -p "$work"
 echo "== dsq convert fp8 bf16 vs cp (issue: ratio >= 0.8, peak RSS < 256 MiB)"
-"$build/bench/bench_convert" ./dsq "$work/convert" "${BENCH_REPS:-3}"
+"$build/bench/bench_convert" ./dsq "$work/convert" "${BENCH_REPS:-3}" "${DSQ_SHARED:-../shared}"
