@@ -29,5 +29,6 @@ int dsq_cli_exit_code(dsq_status st);
 int dsq_cmd_convert(int argc, char **argv);
 int dsq_cmd_inspect(int argc, char **argv);
 int dsq_cmd_quantize(int argc, char **argv);
+int dsq_cmd_ppl(int argc, char **argv);
 
 #endif

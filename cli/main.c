@@ -10,6 +10,7 @@ static const dsq_cli_command commands[] = {
     {"convert", dsq_cmd_convert, "convert a checkpoint (fp8 -> bf16)"},
     {"inspect", dsq_cmd_inspect, "list the tensors of a safetensors file or checkpoint"},
     {"quantize", dsq_cmd_quantize, "make a llama.cpp GGUF (quantized) from a checkpoint"},
+    {"ppl", dsq_cmd_ppl, "perplexity of a model on a token file (llama.cpp's method)"},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,83 @@
+#!/bin/sh
+# tests/cli/ppl.sh: `dsq ppl` as a user sees it: --help, the result line, the
+# --json fields, the team's reference numbers on the first chunks, and exit
+# codes (2 usage, 3 bad input, 4 I/O) with one-line errors.
+set -u
+dsq=${DSQ_BIN:-./dsq}
+shared=${DSQ_SHARED:-../shared}
+tm="$shared/data/tiny-models"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "ppl.sh: $*" >&2; exit 1; }
+
+expect_rc() { # expected_rc description command...
+    want=$1; what=$2; shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [ "$rc" -eq "$want" ] || fail "$what: exit $rc, expected $want; stderr: $(cat "$tmp/err")"
+}
+one_line_err() {
+    [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "$1: error is not one line: $(cat "$tmp/err")"
+}
+
+expect_rc 0 "ppl --help" "$dsq" ppl --help
+grep -q "usage: dsq ppl MODEL_DIR --tokens FILE" "$tmp/out" || fail "ppl --help text"
+expect_rc 0 "dsq --help" "$dsq" --help
+grep -q "ppl" "$tmp/out" || fail "dsq --help does not list ppl"
+
+# two chunks of 256 of the llama: the reference's first two per-chunk NLLs are
+# 4.626348400785556 and 4.369537724728818 -> ppl = exp(4.49794306) = 89.8322
+expect_rc 0 "ppl --json" "$dsq" ppl "$tm/tiny-llama" --tokens "$tm/eval.tokens.txt" --ctx 256 \
+    --chunks 2 --threads 1 --json "$tmp/r.json" -q
+grep -q "^PPL = 89.832" "$tmp/out" || fail "ppl result line: $(cat "$tmp/out")"
+for k in '"ppl": 89.832' '"ppl_stderr": ' '"nll_mean": 4.49794' '"n_scored": 254' '"ctx": 256'; do
+    grep -q "$k" "$tmp/r.json" || fail "--json lacks $k: $(cat "$tmp/r.json")"
+done
+# --json - writes to stdout; the FP8 model reads through its block scales
+expect_rc 0 "ppl fp8 --json -" "$dsq" ppl "$tm/tiny-deepseek-v3-fp8" \
+    --tokens "$tm/eval.tokens.txt" --ctx 128 --chunks 1 --json - -q
+grep -q '"ctx": 128' "$tmp/out" || fail "--json - output: $(cat "$tmp/out")"
+
+# usage errors: exit 2
+expect_rc 2 "ppl without args" "$dsq" ppl
+expect_rc 2 "ppl without --tokens" "$dsq" ppl "$tm/tiny-llama"
+expect_rc 2 "ppl unknown option" "$dsq" ppl "$tm/tiny-llama" --tokens x --bogus
+expect_rc 2 "ppl bad ctx" "$dsq" ppl "$tm/tiny-llama" --tokens x --ctx 2
+expect_rc 2 "ppl bad threads" "$dsq" ppl "$tm/tiny-llama" --tokens x --threads 0
+expect_rc 2 "ppl ctx not a number" "$dsq" ppl "$tm/tiny-llama" --tokens x --ctx 12abc
+expect_rc 2 "ppl two models" "$dsq" ppl a b --tokens x
+# too few tokens for the context (llama.cpp needs 2·ctx): a usage error too
+head -n 100 "$tm/eval.tokens.txt" >"$tmp/short.txt"
+expect_rc 2 "ppl too few tokens" "$dsq" ppl "$tm/tiny-llama" --tokens "$tmp/short.txt" --ctx 64
+one_line_err "too few tokens"
+
+# bad input: exit 3, one line naming the file
+expect_rc 3 "ppl missing tokens file" "$dsq" ppl "$tm/tiny-llama" --tokens "$tmp/nope.txt"
+grep -q "nope.txt" "$tmp/err" || fail "error does not name the missing token file"
+one_line_err "missing tokens"
+expect_rc 3 "ppl missing model" "$dsq" ppl "$tmp/nomodel" --tokens "$tm/eval.tokens.txt"
+grep -q "nomodel" "$tmp/err" || fail "error does not name the missing model"
+printf '0\n5\nhello\n' >"$tmp/bad.txt"
+expect_rc 3 "ppl malformed tokens" "$dsq" ppl "$tm/tiny-llama" --tokens "$tmp/bad.txt"
+grep -q "bad.txt:3" "$tmp/err" || fail "error does not name the line: $(cat "$tmp/err")"
+awk '{print 5000}' "$tm/eval.tokens.txt" | head -n 600 >"$tmp/big.txt"
+expect_rc 3 "ppl token outside vocabulary" "$dsq" ppl "$tm/tiny-llama" --tokens "$tmp/big.txt" \
+    --ctx 256
+one_line_err "token outside vocabulary"
+# an unsupported architecture is named
+mkdir "$tmp/qwen"
+printf '{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}' >"$tmp/qwen/config.json"
+expect_rc 3 "ppl unsupported arch" "$dsq" ppl "$tmp/qwen" --tokens "$tm/eval.tokens.txt"
+grep -q "Qwen2ForCausalLM" "$tmp/err" || fail "unsupported architecture not named"
+one_line_err "unsupported arch"
+# a truncated shard
+mkdir "$tmp/trunc"
+cp "$tm/tiny-llama/config.json" "$tmp/trunc/"
+head -c 5000 "$tm/tiny-llama/model.safetensors" >"$tmp/trunc/model.safetensors"
+expect_rc 3 "ppl truncated model" "$dsq" ppl "$tmp/trunc" --tokens "$tm/eval.tokens.txt"
+one_line_err "truncated model"
+
+# an unwritable --json target is an I/O error (exit 4)
+expect_rc 4 "ppl json unwritable" "$dsq" ppl "$tm/tiny-llama" --tokens "$tm/eval.tokens.txt" \
+    --ctx 64 --chunks 1 --json "$tmp/no/such/dir/r.json" -q
+echo "ppl.sh: ok"
