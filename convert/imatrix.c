@@ -214,12 +214,19 @@ static int has_suffix(const char *s, const char *suf, size_t *base_len) {
     return n > k && strcmp(s + n - k, suf) == 0;
 }
 
-static dsq_status load_gguf(dsq_imatrix *m, const char *path, dsq_err *err) {
+/* `g` is parsed from `p`/`n` when `path` is NULL (fuzzing, tests), opened from
+ * `path` otherwise (so the GGUF reader's messages name the file). */
+static dsq_status load_gguf(dsq_imatrix *m, const char *path, const uint8_t *p, size_t n,
+                            const char *label, dsq_err *err) {
     dsq_status st = DSQ_OK;
     dsq_gguf *g = NULL;
     dsq_gguf_val v, e;
     uint32_t chunks = 0;
-    DSQ_TRY(dsq_gguf_open(&g, path, err));
+    if (path != NULL)
+        DSQ_TRY(dsq_gguf_open(&g, path, err));
+    else
+        DSQ_TRY(dsq_gguf_parse(&g, p, n, err));
+    path = label;
     DSQ_CHECK(dsq_gguf_find_key(g, "imatrix.datasets") >= 0 &&
                   dsq_gguf_find_key(g, "imatrix.chunk_count") >= 0 &&
                   dsq_gguf_find_key(g, "imatrix.chunk_size") >= 0,
@@ -290,23 +297,35 @@ cleanup:
     return st;
 }
 
-dsq_status dsq_imatrix_load(dsq_imatrix **out, const char *path, dsq_err *err) {
+static dsq_status imatrix_read(dsq_imatrix **out, const char *path, const uint8_t *p, size_t n,
+                               const char *label, dsq_err *err) {
     dsq_status st = DSQ_OK;
-    dsq_map map = {0};
     dsq_imatrix *m = calloc(1, sizeof *m);
     *out = NULL;
     DSQ_CHECK(m != NULL, DSQ_NOMEM, err, "out of memory");
-    DSQ_TRY(dsq_map_open(&map, path, err));
-    if (map.size >= 4 && memcmp(map.data, "GGUF", 4) == 0) {
-        dsq_map_close(&map);
-        DSQ_TRY(load_gguf(m, path, err));
-    } else {
-        DSQ_TRY(load_legacy(m, path, map.data, map.size, err));
-    }
+    if (n >= 4 && memcmp(p, "GGUF", 4) == 0)
+        DSQ_TRY(load_gguf(m, path, p, n, label, err));
+    else
+        DSQ_TRY(load_legacy(m, label, p, n, err));
     *out = m;
     m = NULL;
 cleanup:
-    dsq_map_close(&map);
     dsq_imatrix_free(m);
     return st;
+}
+
+dsq_status dsq_imatrix_load(dsq_imatrix **out, const char *path, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    dsq_map map = {0};
+    *out = NULL;
+    DSQ_TRY(dsq_map_open(&map, path, err));
+    st = imatrix_read(out, path, map.data, map.size, path, err);
+cleanup:
+    dsq_map_close(&map);
+    return st;
+}
+
+dsq_status dsq_imatrix_parse(dsq_imatrix **out, const uint8_t *p, size_t n, const char *label,
+                             dsq_err *err) {
+    return imatrix_read(out, NULL, p, n, label ? label : "<buffer>", err);
 }

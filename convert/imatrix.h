@@ -36,6 +36,10 @@ typedef struct dsq_imatrix dsq_imatrix;
  *         missing keys, in_sum2 without counts or the reverse, no entries, non-finite
  *         values; the message says which entry and why); DSQ_NOMEM. */
 dsq_status dsq_imatrix_load(dsq_imatrix **out, const char *path, dsq_err *err);
+/* The same parser on a caller's buffer (fuzzing, tests); the result owns its
+ * data, the buffer may go away afterwards. `label` names it in messages. */
+dsq_status dsq_imatrix_parse(dsq_imatrix **out, const uint8_t *p, size_t n, const char *label,
+                             dsq_err *err);
 void       dsq_imatrix_free(dsq_imatrix *m); /* accepts NULL */
 
 /* Number of entries (distinct weight names). */
