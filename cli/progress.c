@@ -53,7 +53,7 @@ void dsq_progress_update(void *user, uint64_t done, uint64_t total) {
         bar[i] = i < fill ? '#' : ' ';
     bar[30] = '\0';
     const double eta = rate > 0 ? (double)(total - done) / rate : 0.0;
-    fprintf(stderr, "\r%s [%s] %3d%% %s / %s  %s/s  ETA %.0fs ", p->label, bar,
+    fprintf(stderr, "\r%s [%s] %3d%% %s / %s  %s/s  ETA %.0fs\033[K", p->label, bar,
             (int)(frac * 100.0), d, t, r, eta);
     fflush(stderr);
 }
