@@ -26,21 +26,6 @@ static const char usage_text[] =
     "  -q, --quiet            no progress bar, no summary\n"
     "  -h, --help             this text\n";
 
-typedef struct cli_log {
-    int quiet;
-    dsq_progress *prog;
-} cli_log;
-
-static void log_cb(void *user, dsq_log_level lvl, const char *msg) {
-    const cli_log *l = user;
-    if (l->prog->enabled)
-        fprintf(stderr, "\r\033[K");
-    if (lvl == DSQ_LOG_WARN)
-        fprintf(stderr, "dsq: warning: %s\n", msg);
-    else if (!l->quiet)
-        printf("%s\n", msg);
-}
-
 int dsq_cmd_convert(int argc, char **argv) {
     const char *pos[4];
     int npos = 0, json = 0, quiet = 0;
@@ -91,8 +76,8 @@ int dsq_cmd_convert(int argc, char **argv) {
 
     dsq_progress prog;
     dsq_progress_init(&prog, "convert", quiet || o.dry_run);
-    cli_log lg = {quiet || json, &prog};
-    o.log = log_cb;
+    dsq_cli_log lg = {quiet || json, stdout, &prog};
+    o.log = dsq_cli_log_cb;
     o.log_user = &lg;
     o.progress = dsq_progress_update;
     o.progress_user = &prog;

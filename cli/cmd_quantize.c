@@ -47,21 +47,6 @@ static const char usage_text[] =
     "  -q, --quiet               no progress bar, no summary\n"
     "  -h, --help                this text\n";
 
-typedef struct cli_log {
-    int quiet;
-    dsq_progress *prog;
-} cli_log;
-
-static void log_cb(void *user, dsq_log_level lvl, const char *msg) {
-    const cli_log *l = user;
-    if (l->prog->enabled)
-        fprintf(stderr, "\r\033[K");
-    if (lvl == DSQ_LOG_WARN)
-        fprintf(stderr, "dsq: warning: %s\n", msg);
-    else if (!l->quiet)
-        fprintf(stderr, "%s\n", msg);
-}
-
 static void shape_str(const dsq_qz_tensor *t, char *buf, size_t n) {
     size_t o = (size_t)snprintf(buf, n, "[");
     for (uint32_t d = 0; d < t->n_dims && o < n; d++)
@@ -210,8 +195,8 @@ int dsq_cmd_quantize(int argc, char **argv) {
 
     dsq_progress prog;
     dsq_progress_init(&prog, "quantize", quiet || json || o.dry_run);
-    cli_log lg = {quiet || json, &prog};
-    o.log = log_cb;
+    dsq_cli_log lg = {quiet || json, stderr, &prog};
+    o.log = dsq_cli_log_cb;
     o.log_user = &lg;
     o.progress = dsq_progress_update;
     o.progress_user = &prog;

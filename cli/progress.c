@@ -62,3 +62,13 @@ void dsq_progress_done(dsq_progress *p) {
     if (p->enabled)
         fprintf(stderr, "\r\033[K");
 }
+
+void dsq_cli_log_cb(void *user, dsq_log_level lvl, const char *msg) {
+    const dsq_cli_log *l = user;
+    if (l->prog != NULL && l->prog->enabled)
+        fprintf(stderr, "\r\033[K");
+    if (lvl == DSQ_LOG_WARN)
+        fprintf(stderr, "dsq: warning: %s\n", msg);
+    else if (!l->quiet)
+        fprintf(l->info_out, "%s\n", msg);
+}
