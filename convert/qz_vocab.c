@@ -2,12 +2,14 @@
 #include "convert/qz_vocab.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/file.h"
+#include "tokenizer/tok_spm_model.h"
 
 #define MAX_JSON ((size_t)1 << 30)
 
@@ -120,13 +122,90 @@ static const char *special_content(const json_t *e) {
     return NULL;
 }
 
-dsq_status dsq_qz_add_vocab(dsq_gguf_writer *w, const char *dir, int64_t n_vocab,
-                            const char *pre_override, dsq_err *err) {
+/* gguf-py SpecialVocab._set_special_token: a negative id is an error, an id >= n_vocab is
+ * skipped, the first id set for a type stays. */
+static dsq_status set_special(int64_t *ids, size_t t, json_int_t id, int64_t n_vocab,
+                              const char *typ, size_t *order, size_t *n_order, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    DSQ_CHECK(id >= 0, DSQ_FORMAT, err, "invalid value for special token type %s: %lld", typ,
+              (long long)id);
+    if (id < n_vocab && ids[t] < 0) {
+        ids[t] = id;
+        order[(*n_order)++] = t;
+    }
+cleanup:
+    return st;
+}
+
+/* gguf-py SpecialVocab(...).add_to_gguf, after the merges: the special token ids, in the
+ * order the converter's dict gets them (those found through tokenizer_config.json's
+ * <typ>_token among tokenizer.json's added_tokens first, then config.json's <typ>_token_id,
+ * each pass in type order); then add_bos_token / add_eos_token from tokenizer_config.json;
+ * then chat_template. GGUFWriter of the Feb-2025 snapshot has no add_cls_token_id, so a cls
+ * id is dropped, as the converter drops it (with a warning).
+ * added: tokenizer.json's added_tokens (NULL when there is no tokenizer.json). */
+static dsq_status add_special_vocab(dsq_gguf_writer *w, const json_t *added, const json_t *tcfg,
+                                    const json_t *cfg, int64_t n_vocab, dsq_err *err) {
     static const char *const typs[] = {"bos", "eos", "unk", "sep", "pad", "cls", "mask"};
     static const char *const keys[] = {"bos_token_id",       "eos_token_id",
                                        "unknown_token_id",   "seperator_token_id",
-                                       "padding_token_id",   "cls_token_id",
+                                       "padding_token_id",   NULL,
                                        "mask_token_id"};
+    enum { NT = sizeof typs / sizeof typs[0] };
+    dsq_status st = DSQ_OK;
+    int64_t ids[NT];
+    size_t order[NT], n_order = 0;
+    for (size_t t = 0; t < NT; t++)
+        ids[t] = -1;
+    for (size_t t = 0; tcfg != NULL && t < NT; t++) {
+        char k[64];
+        snprintf(k, sizeof k, "%s_token", typs[t]);
+        const char *content = special_content(json_object_get(tcfg, k));
+        for (size_t i = 0; content != NULL && i < json_array_size(added); i++) {
+            const json_t *a = json_array_get(added, i);
+            const char *c = json_string_value(json_object_get(a, "content"));
+            if (c != NULL && strcmp(c, content) == 0) {
+                /* the first match only, even when its id is unusable */
+                const json_t *id = json_object_get(a, "id");
+                if (json_is_integer(id))
+                    DSQ_TRY(set_special(ids, t, json_integer_value(id), n_vocab, typs[t], order,
+                                        &n_order, err));
+                break;
+            }
+        }
+    }
+    for (size_t t = 0; cfg != NULL && t < NT; t++) {
+        char k[64];
+        snprintf(k, sizeof k, "%s_token_id", typs[t]);
+        const json_t *v = json_object_get(cfg, k);
+        if (json_is_integer(v))
+            DSQ_TRY(set_special(ids, t, json_integer_value(v), n_vocab, typs[t], order, &n_order,
+                                err));
+    }
+    for (size_t i = 0; i < n_order; i++) {
+        const size_t t = order[i];
+        if (keys[t] == NULL)
+            continue;
+        char k[64];
+        snprintf(k, sizeof k, "tokenizer.ggml.%s", keys[t]);
+        DSQ_TRY(dsq_gguf_writer_add_u32(w, k, (uint32_t)ids[t], err));
+    }
+    const json_t *ab = json_object_get(tcfg, "add_bos_token");
+    const json_t *ae = json_object_get(tcfg, "add_eos_token");
+    if (json_is_boolean(ab))
+        DSQ_TRY(dsq_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", json_is_true(ab), err));
+    if (json_is_boolean(ae))
+        DSQ_TRY(dsq_gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", json_is_true(ae), err));
+    const char *tmpl = json_string_value(json_object_get(tcfg, "chat_template"));
+    if (tmpl != NULL)
+        DSQ_TRY(dsq_gguf_writer_add_str(w, "tokenizer.chat_template", tmpl, strlen(tmpl), err));
+cleanup:
+    return st;
+}
+
+/* _set_vocab_gpt2: byte-level BPE from tokenizer.json. */
+static dsq_status add_vocab_gpt2(dsq_gguf_writer *w, const char *dir, int64_t n_vocab,
+                                 const char *pre_override, dsq_err *err) {
     dsq_status st = DSQ_OK;
     json_t *tok = NULL, *tcfg = NULL, *cfg = NULL;
     const char **strs = NULL;
@@ -232,39 +311,7 @@ dsq_status dsq_qz_add_vocab(dsq_gguf_writer *w, const char *dir, int64_t n_vocab
                                             (const char *const *)merges, NULL, n_merges, err));
     }
 
-    for (size_t t = 0; t < sizeof typs / sizeof typs[0]; t++) {
-        char k[64];
-        json_int_t id = -1;
-        snprintf(k, sizeof k, "%s_token", typs[t]);
-        const char *content = special_content(json_object_get(tcfg, k));
-        for (size_t i = 0; content != NULL && i < json_array_size(added); i++) {
-            const json_t *a = json_array_get(added, i);
-            const char *c = json_string_value(json_object_get(a, "content"));
-            if (c != NULL && strcmp(c, content) == 0) {
-                id = json_integer_value(json_object_get(a, "id"));
-                break;
-            }
-        }
-        if (id < 0) {
-            snprintf(k, sizeof k, "%s_token_id", typs[t]);
-            const json_t *v = json_object_get(cfg, k);
-            if (json_is_integer(v))
-                id = json_integer_value(v);
-        }
-        if (id < 0 || id >= n_vocab)
-            continue;
-        snprintf(k, sizeof k, "tokenizer.ggml.%s", keys[t]);
-        DSQ_TRY(dsq_gguf_writer_add_u32(w, k, (uint32_t)id, err));
-    }
-    const json_t *ab = json_object_get(tcfg, "add_bos_token");
-    const json_t *ae = json_object_get(tcfg, "add_eos_token");
-    if (json_is_boolean(ab))
-        DSQ_TRY(dsq_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", json_is_true(ab), err));
-    if (json_is_boolean(ae))
-        DSQ_TRY(dsq_gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", json_is_true(ae), err));
-    const char *tmpl = json_string_value(json_object_get(tcfg, "chat_template"));
-    if (tmpl != NULL)
-        DSQ_TRY(dsq_gguf_writer_add_str(w, "tokenizer.chat_template", tmpl, strlen(tmpl), err));
+    DSQ_TRY(add_special_vocab(w, added, tcfg, cfg, n_vocab, err));
 
 cleanup:
     for (size_t i = 0; owned != NULL && i < n_owned; i++)
@@ -278,5 +325,232 @@ cleanup:
     json_decref(tok);
     json_decref(tcfg);
     json_decref(cfg);
+    return st;
+}
+
+/* convert_hf_to_gguf.py _create_vocab_sentencepiece + _set_vocab_sentencepiece. */
+static dsq_status add_vocab_spm(dsq_gguf_writer *w, const char *dir, int64_t n_vocab,
+                                dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    char *path = NULL;
+    dsq_spm_model *m = NULL;
+    json_t *tok = NULL, *tcfg = NULL, *cfg = NULL, *atj = NULL;
+    const char **strs = NULL;
+    char **owned = NULL;
+    size_t n_owned = 0;
+    float *scores = NULL;
+    int32_t *types = NULL;
+
+    DSQ_CHECK((path = dsq_path_join(dir, "tokenizer.model")) != NULL, DSQ_NOMEM, err,
+              "out of memory");
+    DSQ_TRY(dsq_spm_model_load(&m, path, err));
+    DSQ_TRY(load_json(dir, "tokenizer.json", 0, &tok, err));
+    DSQ_TRY(load_json(dir, "tokenizer_config.json", 0, &tcfg, err));
+    DSQ_TRY(load_json(dir, "config.json", 0, &cfg, err));
+    DSQ_TRY(load_json(dir, "added_tokens.json", 0, &atj, err));
+
+    DSQ_CHECK(n_vocab > 0 && n_vocab <= DSQ_TOK_MAX_VOCAB, DSQ_FORMAT, err, "vocab_size %lld",
+              (long long)n_vocab);
+    /* the converter indexes its vocab_size-long lists with every piece id */
+    DSQ_CHECK((int64_t)m->n <= n_vocab, DSQ_FORMAT, err,
+              "%s: %zu pieces, more than config.json's vocab_size %lld", path, m->n,
+              (long long)n_vocab);
+    const json_t *decoder = json_object_get(tcfg, "added_tokens_decoder");
+    strs = calloc((size_t)n_vocab, sizeof *strs);
+    scores = malloc((size_t)n_vocab * sizeof *scores);
+    types = malloc((size_t)n_vocab * sizeof *types);
+    owned = calloc((size_t)n_vocab + json_object_size(decoder), sizeof *owned);
+    DSQ_CHECK(strs && scores && types && owned, DSQ_NOMEM, err, "out of memory");
+
+    /* ids past the model's pieces: "[PAD<id>]", score -10000, UNUSED */
+    for (int64_t i = (int64_t)m->n; i < n_vocab; i++) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "[PAD%lld]", (long long)i);
+        DSQ_CHECK((owned[n_owned] = strdup(buf)) != NULL, DSQ_NOMEM, err, "out of memory");
+        strs[i] = owned[n_owned++];
+        scores[i] = -10000.0f;
+        types[i] = TT_UNUSED;
+    }
+    /* the pieces; sentencepiece's IsUnknown/IsControl/IsUnused/IsByte pick the type, every
+     * other piece (USER_DEFINED included) becomes NORMAL */
+    for (size_t i = 0; i < m->n; i++) {
+        const int32_t t = m->types[i];
+        strs[i] = m->pieces[i];
+        scores[i] = m->scores[i];
+        types[i] = t == DSQ_SPM_UNKNOWN || t == DSQ_SPM_CONTROL || t == DSQ_SPM_UNUSED ||
+                           t == DSQ_SPM_BYTE
+                       ? t
+                       : TT_NORMAL;
+    }
+    /* added_tokens.json {"text": id}: USER_DEFINED, score -1000; ids past the end ignored */
+    if (atj != NULL) {
+        DSQ_CHECK(json_is_object(atj), DSQ_FORMAT, err, "%s/added_tokens.json: not an object",
+                  dir);
+        const char *key;
+        json_t *val;
+        json_object_foreach(atj, key, val) {
+            const json_int_t id = json_integer_value(val);
+            DSQ_CHECK(json_is_integer(val) && id >= 0, DSQ_FORMAT, err,
+                      "%s/added_tokens.json: '%s' has no valid token id", dir, key);
+            if (id >= n_vocab)
+                continue;
+            strs[id] = key;
+            scores[id] = -1000.0f;
+            types[id] = TT_USER_DEFINED;
+        }
+    }
+    /* tokenizer_config.json added_tokens_decoder {"id": {"content": ..., "special": ...}}:
+     * CONTROL when special or special-looking, else USER_DEFINED with U+2581 as ' ' */
+    if (decoder != NULL) {
+        DSQ_CHECK(json_is_object(decoder), DSQ_FORMAT, err,
+                  "%s/tokenizer_config.json: added_tokens_decoder is not an object", dir);
+        const char *key;
+        json_t *val;
+        json_object_foreach((json_t *)decoder, key, val) {
+            char *end = NULL;
+            const long long id = strtoll(key, &end, 10);
+            const char *content = json_string_value(json_object_get(val, "content"));
+            DSQ_CHECK(end != key && *end == '\0' && id >= 0 && id < n_vocab, DSQ_FORMAT, err,
+                      "%s/tokenizer_config.json: added_tokens_decoder id '%s' not in [0, "
+                      "vocab_size %lld)",
+                      dir, key, (long long)n_vocab);
+            DSQ_CHECK(content != NULL, DSQ_FORMAT, err,
+                      "%s/tokenizer_config.json: added_tokens_decoder '%s' has no content", dir,
+                      key);
+            if (json_is_true(json_object_get(val, "special")) || looks_special(content)) {
+                strs[id] = content;
+                types[id] = TT_CONTROL;
+            } else {
+                char *r = replace_all(content, "\xe2\x96\x81", " ");
+                DSQ_CHECK(r != NULL, DSQ_NOMEM, err, "out of memory");
+                owned[n_owned++] = r;
+                strs[id] = r;
+                types[id] = TT_USER_DEFINED;
+            }
+            scores[id] = -1000.0f;
+        }
+    }
+
+    DSQ_TRY(dsq_gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", 5, err));
+    DSQ_TRY(dsq_gguf_writer_add_str(w, "tokenizer.ggml.pre", "default", 7, err));
+    DSQ_TRY(dsq_gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", strs, NULL,
+                                        (uint64_t)n_vocab, err));
+    DSQ_TRY(dsq_gguf_writer_add_arr(w, "tokenizer.ggml.scores", DSQ_GGUF_FLOAT32, scores,
+                                    (uint64_t)n_vocab, err));
+    DSQ_TRY(dsq_gguf_writer_add_arr(w, "tokenizer.ggml.token_type", DSQ_GGUF_INT32, types,
+                                    (uint64_t)n_vocab, err));
+    DSQ_TRY(add_special_vocab(w, json_object_get(tok, "added_tokens"), tcfg, cfg, n_vocab, err));
+
+cleanup:
+    for (size_t i = 0; owned != NULL && i < n_owned; i++)
+        free(owned[i]);
+    free(owned);
+    free(strs);
+    free(scores);
+    free(types);
+    json_decref(tok);
+    json_decref(tcfg);
+    json_decref(cfg);
+    json_decref(atj);
+    dsq_spm_model_free(m);
+    free(path);
+    return st;
+}
+
+/* LlamaModel.set_vocab after the vocabulary: CodeLlama's (vocab_size 32016) EOT id (the
+ * converter also asks for prefix/suffix/middle ids, but its GGUFWriter has no setter for
+ * them and skips them), add_space_prefix from tokenizer_config.json's add_prefix_space,
+ * and add_bos_token false for vocab_size 49152 (Granite). */
+static dsq_status add_llama_extras(dsq_gguf_writer *w, const char *dir, int64_t n_vocab,
+                                   dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    json_t *tcfg = NULL, *cfg = NULL, *tok = NULL;
+    DSQ_TRY(load_json(dir, "tokenizer_config.json", 0, &tcfg, err));
+    if (n_vocab == 32016) {
+        /* SpecialVocab(types=[prefix, suffix, middle, eot]): eot from the files first */
+        int64_t eot = -1;
+        DSQ_TRY(load_json(dir, "tokenizer.json", 0, &tok, err));
+        DSQ_TRY(load_json(dir, "config.json", 0, &cfg, err));
+        const char *content = special_content(json_object_get(tcfg, "eot_token"));
+        const json_t *added = json_object_get(tok, "added_tokens");
+        for (size_t i = 0; content != NULL && i < json_array_size(added); i++) {
+            const json_t *a = json_array_get(added, i);
+            const char *c = json_string_value(json_object_get(a, "content"));
+            if (c != NULL && strcmp(c, content) == 0) {
+                const json_t *id = json_object_get(a, "id");
+                if (json_is_integer(id))
+                    eot = json_integer_value(id);
+                break;
+            }
+        }
+        if (eot < 0 || eot >= n_vocab) {
+            const json_t *v = json_object_get(cfg, "eot_token_id");
+            eot = json_is_integer(v) ? json_integer_value(v) : -1;
+        }
+        DSQ_TRY(dsq_gguf_writer_add_u32(w, "tokenizer.ggml.eot_token_id",
+                                        (uint32_t)(eot >= 0 && eot < n_vocab ? eot : 32010),
+                                        err));
+    }
+    const json_t *aps = json_object_get(tcfg, "add_prefix_space");
+    if (aps != NULL) {
+        DSQ_CHECK(json_is_boolean(aps), DSQ_FORMAT, err,
+                  "%s/tokenizer_config.json: add_prefix_space is not a boolean", dir);
+        DSQ_TRY(dsq_gguf_writer_add_bool(w, "tokenizer.ggml.add_space_prefix",
+                                         json_is_true(aps), err));
+    }
+    if (n_vocab == 49152) {
+        /* the converter raises "Duplicated key name" when add_bos_token was already set */
+        DSQ_CHECK(!json_is_boolean(json_object_get(tcfg, "add_bos_token")), DSQ_UNSUPPORTED, err,
+                  "%s: vocab_size 49152 with add_bos_token in tokenizer_config.json: "
+                  "llama.cpp's converter fails on this checkpoint (duplicate key)",
+                  dir);
+        DSQ_TRY(dsq_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", false, err));
+    }
+cleanup:
+    json_decref(tcfg);
+    json_decref(cfg);
+    json_decref(tok);
+    return st;
+}
+
+dsq_status dsq_qz_add_vocab(dsq_gguf_writer *w, const char *dir, const char *arch,
+                            int64_t n_vocab, const char *pre_override, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    char *spm = NULL;
+    json_t *tok = NULL;
+    const int llama = strcmp(arch, "llama") == 0;
+    DSQ_CHECK((spm = dsq_path_join(dir, "tokenizer.model")) != NULL, DSQ_NOMEM, err,
+              "out of memory");
+    /* LlamaModel.set_vocab tries sentencepiece first and falls back only when
+     * tokenizer.model does not exist; DeepseekV2Model always uses gpt2 */
+    if (llama && access(spm, F_OK) == 0) {
+        DSQ_TRY(add_vocab_spm(w, dir, n_vocab, err));
+    } else {
+        if (llama) {
+            /* next the converter tries LlamaHfVocab, which takes a tokenizer.json whose model
+             * is BPE with byte_fallback and whose decoder is a Sequence (a Llama-2 style
+             * tokenizer saved without its tokenizer.model) and writes a "llama" vocabulary;
+             * dsq does not build that one, and a gpt2 vocabulary would be wrong */
+            DSQ_TRY(load_json(dir, "tokenizer.json", 0, &tok, err));
+            const json_t *model = json_object_get(tok, "model");
+            const char *mt = json_string_value(json_object_get(model, "type"));
+            const char *dt = json_string_value(json_object_get(json_object_get(tok, "decoder"),
+                                                               "type"));
+            DSQ_CHECK(!(mt != NULL && strcmp(mt, "BPE") == 0 &&
+                        json_is_true(json_object_get(model, "byte_fallback")) && dt != NULL &&
+                        strcmp(dt, "Sequence") == 0),
+                      DSQ_UNSUPPORTED, err,
+                      "%s: tokenizer.json is a SentencePiece-style BPE (byte_fallback) and there "
+                      "is no tokenizer.model: llama.cpp converts it with LlamaHfVocab, which dsq "
+                      "does not do; add the checkpoint's tokenizer.model",
+                      dir);
+        }
+        DSQ_TRY(add_vocab_gpt2(w, dir, n_vocab, pre_override, err));
+    }
+    if (llama)
+        DSQ_TRY(add_llama_extras(w, dir, n_vocab, err));
+cleanup:
+    json_decref(tok);
+    free(spm);
     return st;
 }

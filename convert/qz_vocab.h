@@ -1,5 +1,35 @@
 /* convert/qz_vocab.h: tokenizer.* GGUF metadata from a Hugging Face tokenizer.
  *
+ * Which vocabulary, as convert_hf_to_gguf.py (Feb-2025 snapshot) picks it: for the llama
+ * architecture a tokenizer.model (SentencePiece) wins whenever the file exists, even beside
+ * a tokenizer.json (LlamaModel.set_vocab tries _set_vocab_sentencepiece first and falls back
+ * only on FileNotFoundError); deepseek2 always uses tokenizer.json (_set_vocab_gpt2).
+ * Between the two the converter tries LlamaHfVocab (a tokenizer.json of BPE with
+ * byte_fallback and a Sequence decoder, for llama without tokenizer.model); dsq does not
+ * build that vocabulary and refuses such a checkpoint (DSQ_UNSUPPORTED) rather than write a
+ * wrong gpt2 one.
+ *
+ * SentencePiece (_create_vocab_sentencepiece, _set_vocab_sentencepiece), from tokenizer.model
+ * read by tokenizer/tok_spm_model.h:
+ *   tokenizer.ggml.model "llama", tokenizer.ggml.pre "default"
+ *   tokenizer.ggml.tokens/scores/token_type, vocab_size (config.json) long:
+ *     ids < pieces   the piece, its score, type UNKNOWN 2 / CONTROL 3 / UNUSED 5 / BYTE 6 as
+ *                    in the model, NORMAL 1 otherwise (USER_DEFINED pieces too, as the
+ *                    converter asks sentencepiece only IsUnknown/IsControl/IsUnused/IsByte)
+ *     other ids      "[PAD<id>]", score -10000, UNUSED
+ *     then added_tokens.json {"text": id} (ids >= vocab_size ignored): the text, -1000,
+ *                    USER_DEFINED; then tokenizer_config.json added_tokens_decoder: the
+ *                    content, -1000, CONTROL when special or special-looking, else
+ *                    USER_DEFINED with U+2581 written as ' '
+ *   special ids, add_bos/add_eos and chat_template as for BPE below (the ids come from
+ *   tokenizer.json's added_tokens and config.json, never from the tokenizer.model).
+ * A model with more pieces than vocab_size is an error (the converter's IndexError).
+ *
+ * llama architecture, either vocabulary (LlamaModel.set_vocab): tokenizer.ggml.eot_token_id
+ * for vocab_size 32016 (CodeLlama; 32010 unless the files name one),
+ * tokenizer.ggml.add_space_prefix from tokenizer_config.json add_prefix_space when present,
+ * tokenizer.ggml.add_bos_token false for vocab_size 49152.
+ *
  * What llama.cpp's converter writes for a byte-level BPE tokenizer (_set_vocab_gpt2 and
  * gguf-py's SpecialVocab; specs/formats.md §3.1), read straight from tokenizer.json,
  * tokenizer_config.json and config.json with jansson: no tokenization is done.
@@ -11,9 +41,12 @@
  *                             that look special), 4 user-defined, 5 unused (the pads)
  *   tokenizer.ggml.merges     in rank order; pair-form merges joined by a space, with spaces
  *                             inside a part written as U+0120 as gguf-py does
- *   tokenizer.ggml.{bos,eos,unknown,seperator,padding,cls,mask}_token_id
+ *   tokenizer.ggml.{bos,eos,unknown,seperator,padding,mask}_token_id
  *                             from tokenizer_config.json's <typ>_token looked up among
  *                             tokenizer.json's added_tokens, else config.json <typ>_token_id
+ *                             (in that order: the converter's dict order); a negative id is
+ *                             an error, one >= n_vocab is skipped; no cls id (the snapshot's
+ *                             GGUFWriter has no setter for it)
  *   tokenizer.ggml.add_bos_token / add_eos_token, tokenizer.chat_template */
 #ifndef DSQ_QZ_VOCAB_H
 #define DSQ_QZ_VOCAB_H
@@ -23,11 +56,13 @@
 #include "core/status.h"
 #include "formats/gguf.h"
 
-/* dir holds tokenizer.json (required), tokenizer_config.json and config.json (optional).
- * @return DSQ_OK; DSQ_NOT_FOUND (no tokenizer.json); DSQ_FORMAT (bad JSON, an id out of
- *         range); DSQ_UNSUPPORTED (not BPE, or a pre-tokenizer dsq cannot name and no
- *         override); DSQ_NOMEM. */
-dsq_status dsq_qz_add_vocab(dsq_gguf_writer *w, const char *dir, int64_t n_vocab,
-                            const char *pre_override, dsq_err *err);
+/* dir holds tokenizer.json or (llama) tokenizer.model, and optionally tokenizer_config.json,
+ * config.json, added_tokens.json. arch is the GGUF architecture name ("llama", "deepseek2").
+ * pre_override applies to BPE only.
+ * @return DSQ_OK; DSQ_NOT_FOUND (no tokenizer); DSQ_FORMAT (bad JSON or tokenizer.model, an
+ *         id out of range); DSQ_UNSUPPORTED (not BPE, or a pre-tokenizer dsq cannot name and
+ *         no override); DSQ_RANGE; DSQ_NOMEM. */
+dsq_status dsq_qz_add_vocab(dsq_gguf_writer *w, const char *dir, const char *arch,
+                            int64_t n_vocab, const char *pre_override, dsq_err *err);
 
 #endif
