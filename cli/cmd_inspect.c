@@ -355,23 +355,6 @@ static int inspect_gguf(const char *path, int json) {
     return rc;
 }
 
-/* 1 when `path` is a file that starts with the GGUF magic or is named *.gguf (a damaged
- * one then gets the GGUF reader's message). */
-static int is_gguf(const char *path) {
-    unsigned char m[4] = {0};
-    const size_t len = strlen(path);
-    if (dsq_is_dir(path))
-        return 0;
-    if (len > 5 && strcmp(path + len - 5, ".gguf") == 0)
-        return 1;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return 0;
-    const size_t n = fread(m, 1, 4, f);
-    fclose(f);
-    return n == 4 && memcmp(m, "GGUF", 4) == 0;
-}
-
 int dsq_cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
     int json = 0;
@@ -395,7 +378,7 @@ int dsq_cmd_inspect(int argc, char **argv) {
         fprintf(stderr, "dsq inspect: missing PATH\n%s", usage_text);
         return DSQ_EXIT_USAGE;
     }
-    if (is_gguf(path))
+    if (dsq_gguf_probe_path(path))
         return inspect_gguf(path, json);
     dsq_err err = {0};
     dsq_ckpt *ck = NULL;

@@ -900,23 +900,6 @@ static dsq_status split_path(const char *out_path, char **dir, char **name, dsq_
     return DSQ_OK;
 }
 
-/* 1 when `path` is a file starting with the GGUF magic, or a file named *.gguf (so that
- * a damaged one gets the GGUF reader's message rather than the checkpoint reader's). */
-static int is_gguf_file(const char *path) {
-    unsigned char m[4] = {0};
-    const size_t len = strlen(path);
-    if (dsq_is_dir(path))
-        return 0;
-    if (len > 5 && strcmp(path + len - 5, ".gguf") == 0)
-        return 1;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return 0;
-    const size_t n = fread(m, 1, 4, f);
-    fclose(f);
-    return n == 4 && memcmp(m, "GGUF", 4) == 0;
-}
-
 /* Output file k's name: OUT itself, or with splits "<OUT minus .gguf>-%05d-of-%05d.gguf". */
 static dsq_status out_name(const ctx *c, const char *name, int k, char **out, dsq_err *err) {
     if (c->o->split_max_bytes == 0) {
@@ -981,7 +964,7 @@ dsq_status dsq_quantize_gguf(const char *in, const char *out_path, const dsq_qz_
         DSQ_TRY(split_path(out_path, &dir, &name, err));
     if (o->imatrix != NULL)
         DSQ_TRY(dsq_imatrix_load(&c.im, o->imatrix, err));
-    if (is_gguf_file(in)) {
+    if (dsq_gguf_probe_path(in)) {
         DSQ_TRY(build_plan_gguf(&c, in, err));
         snprintf(s->arch, sizeof s->arch, "%.31s", c.arch_name);
     } else {

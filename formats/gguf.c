@@ -947,3 +947,18 @@ const dsq_gguf_tensor *dsq_gguf_tensor_at(const dsq_gguf *g, int64_t i) {
 int64_t dsq_gguf_find_tensor(const dsq_gguf *g, const char *name) {
     return tensor_lookup(g, name, strlen(name), NULL);
 }
+
+int dsq_gguf_probe_path(const char *path) {
+    unsigned char m[4] = {0};
+    const size_t len = strlen(path);
+    if (dsq_is_dir(path))
+        return 0;
+    if (len > 5 && strcmp(path + len - 5, ".gguf") == 0)
+        return 1;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    const size_t n = fread(m, 1, 4, f);
+    fclose(f);
+    return n == 4 && memcmp(m, "GGUF", 4) == 0;
+}

@@ -120,6 +120,10 @@ dsq_status dsq_gguf_open(dsq_gguf **out, const char *path, dsq_err *err);
  * Messages name the source "<buffer>". */
 dsq_status dsq_gguf_parse(dsq_gguf **out, const uint8_t *p, size_t n, dsq_err *err);
 void       dsq_gguf_close(dsq_gguf *g); /* accepts NULL */
+/* 1 when `path` is a regular file that starts with the GGUF magic, or one named
+ * *.gguf (so that a damaged GGUF gets the GGUF reader's message, not another
+ * format's); 0 otherwise, directories included. Reads 4 bytes, validates nothing. */
+int        dsq_gguf_probe_path(const char *path);
 
 uint32_t dsq_gguf_version(const dsq_gguf *g);
 uint32_t dsq_gguf_alignment(const dsq_gguf *g);
