@@ -11,6 +11,7 @@ static const dsq_cli_command commands[] = {
     {"inspect", dsq_cmd_inspect, "list the tensors of a safetensors file or checkpoint"},
     {"quantize", dsq_cmd_quantize, "make a llama.cpp GGUF (quantized) from a checkpoint"},
     {"ppl", dsq_cmd_ppl, "perplexity of a model on a token file (llama.cpp's method)"},
+    {"verify", dsq_cmd_verify, "check a model against a reference: ppl ratio, KLD, top-1"},
 };
 
 static void usage(FILE *out) {

@@ -838,6 +838,32 @@ static void test_tokens_file(void **state) {
     free(tmp);
 }
 
+/* --text: the model directory's tokenizer turns eval.txt into exactly
+ * eval.tokens.txt (bos included), so ppl on either is the same number. */
+static void test_text_tokens_equal_token_file(void **state) {
+    (void)state;
+    int64_t n_ref = 0, n = 0;
+    int32_t *ref = eval_tokens(&n_ref);
+    const char *names[] = {"tiny-llama", "tiny-deepseek-v3"};
+    char *txt = tu_shared_path("data/tiny-models/eval.txt");
+    for (int k = 0; k < 2; k++) {
+        dsq_model *m = open_model(names[k], 1);
+        dsq_tokenizer *tok = NULL;
+        int32_t *ids = NULL;
+        dsq_err err = {0};
+        if (dsq_model_tokenizer(m, &tok, &err) != DSQ_OK)
+            fail_msg("%s: %s", names[k], err.text);
+        assert_int_equal(dsq_text_tokens(tok, txt, &ids, &n, &err), DSQ_OK);
+        assert_int_equal(n, n_ref);
+        assert_memory_equal(ids, ref, (size_t)n * sizeof *ids);
+        free(ids);
+        dsq_tokenizer_free(tok);
+        dsq_model_close(m);
+    }
+    free(txt);
+    free(ref);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm_constant),
@@ -849,6 +875,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_against_double),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_tokens_file),
+        cmocka_unit_test(test_text_tokens_equal_token_file),
         cmocka_unit_test(test_fp8_without_bf16_rounding),
         cmocka_unit_test(test_logits_64),
         cmocka_unit_test(test_fp8_equals_its_bf16_cast),

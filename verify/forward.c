@@ -456,6 +456,15 @@ cleanup:
     return st;
 }
 
+void dsq_fwd_get_x(const dsq_fwd *f, float *x) {
+    memcpy(x, f->x, (size_t)f->N * (size_t)f->c->dim * sizeof(float));
+}
+
+void dsq_fwd_set_x(dsq_fwd *f, const float *x) {
+    memcpy(f->x, x, (size_t)f->N * (size_t)f->c->dim * sizeof(float));
+    f->embedded = 1;
+}
+
 dsq_status dsq_fwd_run(dsq_fwd *f, const int32_t *tokens, int64_t pos0, int64_t npos,
                        float *logits, dsq_err *err) {
     dsq_status st = DSQ_OK;

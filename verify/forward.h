@@ -65,6 +65,13 @@ dsq_status dsq_fwd_layer(dsq_fwd *f, int64_t l, dsq_err *err);
 /* Final norm and output head at positions [pos0, pos0 + npos) of every window:
  * logits [n_seq][npos][vocab]. */
 dsq_status dsq_fwd_logits(dsq_fwd *f, int64_t pos0, int64_t npos, float *logits, dsq_err *err);
+/* The residual stream, [n_seq][n_ctx][dim] floats: read out / put back (set
+ * also counts as embedded). Layer-streamed evaluation keeps every window's
+ * residual outside and carries them through one dsq_fwd in turn, so that the
+ * scratch buffers exist once per worker, not once per window. */
+void dsq_fwd_get_x(const dsq_fwd *f, float *x);
+void dsq_fwd_set_x(dsq_fwd *f, const float *x);
+
 /* embed + every layer + logits. */
 dsq_status dsq_fwd_run(dsq_fwd *f, const int32_t *tokens, int64_t pos0, int64_t npos,
                        float *logits, dsq_err *err);

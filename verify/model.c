@@ -294,6 +294,10 @@ const dsq_model_config *dsq_model_get_config(const dsq_model *m) {
     return &m->cfg;
 }
 
+dsq_status dsq_model_tokenizer(const dsq_model *m, dsq_tokenizer **out, dsq_err *err) {
+    return dsq_wsource_tokenizer(m->ws, out, err);
+}
+
 int dsq_model_nthreads(const dsq_model *m) {
     return m->nthreads;
 }

@@ -43,6 +43,9 @@ dsq_status dsq_model_load_layer(dsq_model *m, int64_t l, dsq_err *err);
 void dsq_model_unload_layer(dsq_model *m, int64_t l);
 int dsq_model_layer_loaded(const dsq_model *m, int64_t l);
 
+/* The model's tokenizer, from its source (verify/weights.h); *out owned. */
+dsq_status dsq_model_tokenizer(const dsq_model *m, dsq_tokenizer **out, dsq_err *err);
+
 /* Parameters of the model as the forward pass uses them (no MTP layers). */
 uint64_t dsq_model_param_count(const dsq_model *m);
 

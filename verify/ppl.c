@@ -10,6 +10,7 @@
 
 #include "core/file.h"
 #include "verify/forward.h"
+#include "verify/windows.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -254,5 +255,83 @@ dsq_status dsq_tokens_read(const char *path, int32_t **ids, int64_t *n, dsq_err 
 cleanup:
     free(out);
     dsq_map_close(&map);
+    return st;
+}
+
+typedef struct layered_job {
+    const int32_t *tokens;
+    int64_t ctx, V;
+    double *csum, *csum2;
+} layered_job;
+
+/* The same sums in the same order as run_group. */
+static void layered_window(void *user, int64_t c, const float *logits) {
+    const layered_job *j = user;
+    const int64_t first = j->ctx / 2, nscore = j->ctx - 1 - first;
+    const int32_t *tk = j->tokens + c * j->ctx;
+    double s = 0.0, s2 = 0.0;
+    for (int64_t p = 0; p < nscore; p++) {
+        const double nll = dsq_nll(logits + (size_t)p * (size_t)j->V, j->V, tk[first + p + 1]);
+        s += nll;
+        s2 += nll * nll;
+    }
+    j->csum[c] = s;
+    j->csum2[c] = s2;
+}
+
+dsq_status dsq_ppl_run_layered(dsq_model *m, const int32_t *tokens, int64_t n_tokens,
+                               const dsq_ppl_opts *o, dsq_ppl_result *res, double *chunk_nll,
+                               dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    const int64_t ctx = ctx_of(o), V = dsq_model_get_config(m)->vocab;
+    const int64_t n_chunks = ctx >= 4 ? dsq_ppl_chunks(n_tokens, o) : 0;
+    layered_job job = {tokens, ctx, V, NULL, NULL};
+    dsq__windows w = {tokens, ctx, n_chunks, o->bos, o->nthreads, 1, o->progress,
+                      o->progress_user, layered_window, &job};
+    double stats[3];
+    memset(res, 0, sizeof *res);
+    DSQ_TRY(dsq__windows_check(m, &w, n_tokens, err));
+    job.csum = calloc((size_t)n_chunks, sizeof *job.csum);
+    job.csum2 = calloc((size_t)n_chunks, sizeof *job.csum2);
+    DSQ_CHECK(job.csum != NULL && job.csum2 != NULL, DSQ_NOMEM, err, "out of memory");
+    DSQ_TRY(dsq__windows_run(m, &w, &res->seconds, stats, err));
+    const int64_t nscore = ctx - 1 - ctx / 2;
+    double sum = 0.0, sum2 = 0.0;
+    for (int64_t ch = 0; ch < n_chunks; ch++) {
+        sum += job.csum[ch];
+        sum2 += job.csum2[ch];
+        if (chunk_nll != NULL)
+            chunk_nll[ch] = job.csum[ch] / (double)nscore;
+    }
+    const int64_t count = n_chunks * nscore;
+    const double mean = sum / (double)count;
+    const double var = sum2 / (double)count - mean * mean;
+    res->nll_mean = mean;
+    res->ppl = exp(mean);
+    res->ppl_stderr = count > 1 && var > 0 ? sqrt(var / (double)(count - 1)) * res->ppl : 0.0;
+    res->n_scored = count;
+    res->n_ctx = ctx;
+    res->n_chunks = n_chunks;
+    res->gemm_seconds = stats[0];
+    res->attn_seconds = stats[1];
+    res->gemm_flop = stats[2];
+cleanup:
+    free(job.csum);
+    free(job.csum2);
+    return st;
+}
+
+dsq_status dsq_text_tokens(const dsq_tokenizer *tok, const char *path, int32_t **ids, int64_t *n,
+                           dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    char *text = NULL;
+    size_t len = 0, cnt = 0;
+    *ids = NULL;
+    *n = 0;
+    DSQ_TRY(dsq_read_small_file(path, (size_t)1 << 31, &text, &len, err));
+    DSQ_TRY(dsq_tokenizer_encode(tok, text, len, 1, ids, &cnt, err));
+    *n = (int64_t)cnt;
+cleanup:
+    free(text);
     return st;
 }

@@ -14,6 +14,7 @@
 
 #include "core/report.h"
 #include "core/status.h"
+#include "tokenizer/tokenizer.h"
 #include "verify/model.h"
 
 typedef struct dsq_ppl_opts {
@@ -45,6 +46,16 @@ dsq_status dsq_ppl_run(const dsq_model *m, const int32_t *tokens, int64_t n_toke
                        const dsq_ppl_opts *opts, dsq_ppl_result *res, double *chunk_nll,
                        dsq_err *err);
 
+/* The same, layer-streamed: every window's residual stream is kept, and for
+ * each layer in turn the layer is loaded, every window advanced through it,
+ * and the layer unloaded (open the model with opts.lazy = 1 so that no layer
+ * is in memory before). Peak memory: one layer's weights, the embeddings and
+ * head, and n_chunks · n_ctx · dim floats of activations. The same result bit
+ * for bit as dsq_ppl_run (opts->batch is not used). */
+dsq_status dsq_ppl_run_layered(dsq_model *m, const int32_t *tokens, int64_t n_tokens,
+                               const dsq_ppl_opts *opts, dsq_ppl_result *res, double *chunk_nll,
+                               dsq_err *err);
+
 /* The number of chunks dsq_ppl_run will evaluate. */
 int64_t dsq_ppl_chunks(int64_t n_tokens, const dsq_ppl_opts *opts);
 
@@ -55,5 +66,11 @@ double dsq_nll(const float *logits, int64_t n, int32_t target);
  * surrounding spaces allowed). *ids is owned by the caller (free()).
  * @return DSQ_OK; DSQ_IO; DSQ_FORMAT naming the line of anything else. */
 dsq_status dsq_tokens_read(const char *path, int32_t **ids, int64_t *n, dsq_err *err);
+
+/* A text file encoded with the tokenizer, its bos/eos policy applied (as
+ * llama-perplexity tokenizes with add_special). *ids owned by the caller.
+ * @return DSQ_OK; DSQ_IO / DSQ_NOT_FOUND; the tokenizer's errors. */
+dsq_status dsq_text_tokens(const dsq_tokenizer *tok, const char *path, int32_t **ids, int64_t *n,
+                           dsq_err *err);
 
 #endif

@@ -8,6 +8,7 @@
 #include "core/checked.h"
 #include "core/file.h"
 #include "core/numeric.h"
+#include "formats/gguf.h"
 #include "formats/st_checkpoint.h"
 
 struct dsq_wsource {
@@ -64,6 +65,13 @@ void dsq_wsource_release(const dsq_wsource *ws, const char *name) {
         ws->ops->release(ws->impl, name);
 }
 
+dsq_status dsq_wsource_tokenizer(const dsq_wsource *ws, dsq_tokenizer **out, dsq_err *err) {
+    *out = NULL;
+    if (ws->ops->tokenizer == NULL)
+        return dsq_err_set(err, DSQ_NOT_FOUND, "a %s model carries no tokenizer", ws->ops->kind);
+    return ws->ops->tokenizer(ws->impl, out, err);
+}
+
 dsq_status dsq_wsource_load(const dsq_wsource *ws, const char *name, int64_t want_rows,
                             int64_t want_cols, float **out, dsq_err *err) {
     dsq_status st = DSQ_OK;
@@ -102,6 +110,7 @@ cleanup:
 
 typedef struct hf_src {
     dsq_ckpt *ck;
+    char *dir;
     dsq_model_config cfg;
     int round_bf16;
     float fp8_lut[256]; /* F8_E4M3 code -> F32 */
@@ -112,6 +121,7 @@ static void hf_close(void *impl) {
     if (s == NULL)
         return;
     dsq_ckpt_close(s->ck);
+    free(s->dir);
     free(s);
 }
 
@@ -244,11 +254,17 @@ static void hf_release(void *impl, const char *name) {
         dsq_st_release(dsq_ckpt_shard(s->ck, shard), idx);
 }
 
+static dsq_status hf_tokenizer(void *impl, dsq_tokenizer **out, dsq_err *err) {
+    const hf_src *s = impl;
+    return dsq_tokenizer_from_hf_dir(out, s->dir, err);
+}
+
 static const dsq_wsource_ops hf_ops = {
     .kind = "safetensors",
     .info = hf_info,
     .read_rows = hf_read_rows,
     .config = hf_config,
+    .tokenizer = hf_tokenizer,
     .release = hf_release,
     .close = hf_close,
 };
@@ -263,6 +279,8 @@ dsq_status dsq_wsource_open_hf(dsq_wsource **out, const char *dir, const dsq_wso
     DSQ_CHECK(dsq_is_dir(dir), DSQ_NOT_FOUND, err, "%s: not a checkpoint directory", dir);
     s = calloc(1, sizeof *s);
     DSQ_CHECK(s != NULL, DSQ_NOMEM, err, "out of memory");
+    s->dir = strdup(dir);
+    DSQ_CHECK(s->dir != NULL, DSQ_NOMEM, err, "out of memory");
     s->round_bf16 = opts == NULL || !opts->fp8_no_bf16_round;
     for (int c = 0; c < 256; c++)
         s->fp8_lut[c] = dsq_fp8_e4m3_to_f32((uint8_t)c);
@@ -282,5 +300,7 @@ cleanup:
 
 dsq_status dsq_wsource_open(dsq_wsource **out, const char *path, const dsq_wsource_opts *opts,
                             dsq_err *err) {
+    if (dsq_gguf_probe_path(path))
+        return dsq_wsource_open_gguf(out, path, opts, err);
     return dsq_wsource_open_hf(out, path, opts, err);
 }

@@ -10,11 +10,11 @@
  * Each storage format is one source behind dsq_wsource_ops; the forward pass
  * never sees the format. Today: a Hugging Face safetensors checkpoint (single
  * or sharded) with F32, F16, BF16 and F8_E4M3 + `<name>_scale_inv` block
- * scales. Planned, as further sources with the same ops: GGUF (maps HF names to
- * blk.N.* names, decodes blocks with dsq_dequantize_row, slices the 3-D expert
- * tensors ffn_*_exps into experts.E.*, joins attn_k_b/attn_v_b back into
- * kv_b_proj), GPTQ, AWQ and NVFP4 layouts (adapters over the safetensors
- * reader). A source also supplies the model config, because a GGUF file
+ * scales; and a llama.cpp GGUF file (verify/weights_gguf.c: one table maps HF
+ * names to blk.N.* names, blocks decode with dsq_dequantize_row, the 3-D expert
+ * tensors ffn_*_exps slice into experts.E.*, attn_k_b/attn_v_b join back into
+ * kv_b_proj). Planned, as further sources with the same ops: GPTQ, AWQ and
+ * NVFP4 layouts (adapters over the safetensors reader). A source also supplies the model config, because a GGUF file
  * carries it as metadata rather than as config.json; that is also how a GGUF
  * llama, whose Q/K rows convert_hf_to_gguf permuted, says its RoPE pairs are
  * adjacent (dsq_rope_layout) instead of the forward pass knowing about GGUF. */
@@ -26,6 +26,7 @@
 #include "core/dtype.h"
 #include "core/status.h"
 #include "core/tensor.h"
+#include "tokenizer/tokenizer.h"
 #include "verify/model_config.h"
 
 typedef struct dsq_winfo {
@@ -46,6 +47,10 @@ typedef struct dsq_wsource_ops {
                             dsq_err *err);
     /* The model's hyper-parameters. */
     dsq_status (*config)(void *impl, dsq_model_config *cfg, dsq_err *err);
+    /* The model's tokenizer (*out owned by the caller); NULL op: DSQ_NOT_FOUND.
+     * HF: dir/tokenizer.json (+ tokenizer_config.json for bos/eos); GGUF: the
+     * tokenizer.ggml.* metadata. */
+    dsq_status (*tokenizer)(void *impl, dsq_tokenizer **out, dsq_err *err);
     /* Hint that the tensor's storage is not needed again soon (streaming). */
     void (*release)(void *impl, const char *name);
     void (*close)(void *impl);
@@ -72,7 +77,15 @@ dsq_status dsq_wsource_wrap(dsq_wsource **out, const dsq_wsource_ops *ops, void 
 dsq_status dsq_wsource_open_hf(dsq_wsource **out, const char *dir, const dsq_wsource_opts *opts,
                                dsq_err *err);
 
-/* Opens whatever `path` is (today: an HF checkpoint directory). */
+/* A llama.cpp GGUF file (architectures llama and deepseek2), see
+ * verify/weights_gguf.c for the name mapping. opts may be NULL (unused).
+ * @return DSQ_OK; the GGUF reader's errors; DSQ_FORMAT for missing or
+ *         inconsistent metadata; DSQ_UNSUPPORTED for another architecture. */
+dsq_status dsq_wsource_open_gguf(dsq_wsource **out, const char *path,
+                                 const dsq_wsource_opts *opts, dsq_err *err);
+
+/* Opens whatever `path` is: a file starting with the GGUF magic is a GGUF
+ * file, anything else an HF checkpoint directory. */
 dsq_status dsq_wsource_open(dsq_wsource **out, const char *path, const dsq_wsource_opts *opts,
                             dsq_err *err);
 
@@ -87,6 +100,9 @@ dsq_status dsq_wsource_info(const dsq_wsource *ws, const char *name, dsq_winfo *
 dsq_status dsq_wsource_read_rows(const dsq_wsource *ws, const char *name, int64_t row0,
                                  int64_t nrows, float *dst, dsq_err *err);
 void dsq_wsource_release(const dsq_wsource *ws, const char *name);
+/* The tokenizer the source carries (*out owned by the caller, dsq_tokenizer_free).
+ * @return DSQ_OK; DSQ_NOT_FOUND when the source has none; the tokenizer's errors. */
+dsq_status dsq_wsource_tokenizer(const dsq_wsource *ws, dsq_tokenizer **out, dsq_err *err);
 
 /* Reads a whole tensor as F32 [rows][cols] into a fresh buffer (owned by the
  * caller, free()). When want_rows/want_cols are >= 0 the tensor must be 2-D

@@ -33,6 +33,38 @@ grep -q "^PPL = 89.832" "$tmp/out" || fail "ppl result line: $(cat "$tmp/out")"
 for k in '"ppl": 89.832' '"ppl_stderr": ' '"nll_mean": 4.49794' '"n_scored": 254' '"ctx": 256'; do
     grep -q "$k" "$tmp/r.json" || fail "--json lacks $k: $(cat "$tmp/r.json")"
 done
+# --text tokenizes eval.txt with the model's tokenizer.json (bos from
+# tokenizer_config.json): the same tokens, so the same numbers to every digit
+expect_rc 0 "ppl --text" "$dsq" ppl "$tm/tiny-llama" --text "$tm/eval.txt" --ctx 256 \
+    --chunks 2 --threads 1 --json "$tmp/t.json" -q
+grep -q "^PPL = 89.832" "$tmp/out" || fail "ppl --text result line: $(cat "$tmp/out")"
+sed 's/"seconds".*//' "$tmp/r.json" >"$tmp/r.cut"
+sed 's/"seconds".*//' "$tmp/t.json" >"$tmp/t.cut"
+cmp -s "$tmp/r.cut" "$tmp/t.cut" || fail "--text and --tokens differ: $(cat "$tmp/r.json" "$tmp/t.json")"
+expect_rc 2 "ppl --text and --tokens" "$dsq" ppl "$tm/tiny-llama" --text "$tm/eval.txt" \
+    --tokens "$tm/eval.tokens.txt"
+expect_rc 3 "ppl missing text file" "$dsq" ppl "$tm/tiny-llama" --text "$tmp/nope.txt" --ctx 64
+grep -q "nope.txt" "$tmp/err" || fail "error does not name the missing text file"
+one_line_err "missing text"
+# a GGUF file (made here by dsq quantize): same numbers as the safetensors model,
+# its tokenizer from the GGUF metadata
+"$dsq" quantize "$tm/tiny-llama" "$tmp/l.gguf" --type F32 >/dev/null 2>&1 || fail "quantize F32"
+expect_rc 0 "ppl gguf --text" "$dsq" ppl "$tmp/l.gguf" --text "$tm/eval.txt" --ctx 256 \
+    --chunks 2 --threads 1 -q
+grep -q "^PPL = 89.832" "$tmp/out" || fail "ppl gguf result line: $(cat "$tmp/out")"
+head -c 3000 "$tmp/l.gguf" >"$tmp/trunc.gguf"
+expect_rc 3 "ppl truncated gguf" "$dsq" ppl "$tmp/trunc.gguf" --tokens "$tm/eval.tokens.txt"
+one_line_err "truncated gguf"
+grep -q "trunc.gguf" "$tmp/err" || fail "error does not name the truncated gguf"
+# --stream-layers: the same numbers, every printed digit
+expect_rc 0 "ppl --stream-layers" "$dsq" ppl "$tm/tiny-deepseek-v3" --tokens "$tm/eval.tokens.txt" \
+    --ctx 128 --chunks 3 -q
+sed 's/;.*//' "$tmp/out" >"$tmp/whole.txt"
+expect_rc 0 "ppl --stream-layers" "$dsq" ppl "$tm/tiny-deepseek-v3" --tokens "$tm/eval.tokens.txt" \
+    --ctx 128 --chunks 3 -q --stream-layers
+sed 's/;.*//' "$tmp/out" >"$tmp/streamed.txt"
+cmp -s "$tmp/whole.txt" "$tmp/streamed.txt" ||
+    fail "--stream-layers differs: $(cat "$tmp/whole.txt" "$tmp/streamed.txt")"
 # --json - writes to stdout; the FP8 model reads through its block scales
 expect_rc 0 "ppl fp8 --json -" "$dsq" ppl "$tm/tiny-deepseek-v3-fp8" \
     --tokens "$tm/eval.tokens.txt" --ctx 128 --chunks 1 --json - -q

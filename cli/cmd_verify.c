@@ -1,0 +1,356 @@
+/* cli/cmd_verify.c: `dsq verify --ref REF --model CAND ...`, a CI accuracy
+ * gate: perplexity of both, KL divergence of CAND from REF, top-1 agreement,
+ * thresholds, exit 0 (pass) / 1 (a threshold crossed). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "cli/progress.h"
+#include "verify/kld.h"
+#include "verify/model.h"
+#include "verify/ppl.h"
+
+static const char usage_text[] =
+    "usage: dsq verify --ref REF --model CAND (--text FILE | --tokens FILE) [options]\n"
+    "       dsq verify --load-ref FILE --model CAND (--text FILE | --tokens FILE) [options]\n"
+    "\n"
+    "Runs REF and CAND on the same windows (llama-perplexity's: --ctx tokens each,\n"
+    "the first set to BOS, the second half scored) and reports the perplexity of\n"
+    "each and their ratio, the KL divergence of CAND from REF per scored position\n"
+    "(mean and 99th percentile) and how often their top-1 tokens agree. Models are\n"
+    "Hugging Face checkpoint directories or GGUF files. KLD is computed over REF's\n"
+    "top-K tokens (--ref-topk) plus one bin for the rest of the vocabulary (a lower\n"
+    "bound of the full KLD; the same whether REF runs live or from --load-ref).\n"
+    "\n"
+    "options:\n"
+    "  --ref REF             the reference model\n"
+    "  --model CAND          the model to check (required)\n"
+    "  --text FILE           text, tokenized with REF's tokenizer (CAND's with\n"
+    "                        --load-ref)\n"
+    "  --tokens FILE         token ids, one per line\n"
+    "  --ctx N               window size (default 512)\n"
+    "  --chunks K            only the first K windows\n"
+    "  --max-ppl-ratio R     fail when ppl(CAND) / ppl(REF) > R\n"
+    "  --max-kld K           fail when the mean KLD > K (nats)\n"
+    "  --max-kld-p99 K       fail when the 99th-percentile KLD > K\n"
+    "  --min-top1 P          fail when the top-1 agreement < P (a fraction, 0..1)\n"
+    "  --json OUT            write the result as JSON to OUT (\"-\" for stdout)\n"
+    "  --save-ref FILE       keep REF's top-K logits and log-sum-exp per position\n"
+    "                        (16 + 8K bytes a position) for --load-ref\n"
+    "  --ref-topk K          K, the reference logits kept per position (default 32,\n"
+    "                        at most 4096): a larger K brings KLD closer to the\n"
+    "                        full-vocabulary value, at 8 bytes a position each\n"
+    "  --load-ref FILE       use a --save-ref file instead of running REF; the\n"
+    "                        windows (--ctx, --chunks) are the file's\n"
+    "  --stream-layers       advance every window one layer at a time, loading only\n"
+    "                        that layer's weights (memory: the largest layer plus\n"
+    "                        the activations); the same numbers\n"
+    "  --threads N           compute threads (default: all cores)\n"
+    "  --fp8-f32             FP8 weights: W x scale_inv in F32, not rounded to BF16\n"
+    "  -q, --quiet           no progress\n"
+    "  -h, --help            this text\n"
+    "\n"
+    "exit: 0 every given threshold holds, 1 one is crossed (named on stderr and in\n"
+    "the JSON's \"failed\"), 2 usage, 3 bad input, 4 I/O, 5 internal.\n";
+
+static int parse_count(const char *opt, const char *v, long lo, long hi, long *out) {
+    char *end = NULL;
+    errno = 0;
+    const long n = v ? strtol(v, &end, 10) : 0;
+    if (v == NULL || *v == '\0' || *end != '\0' || errno != 0 || n < lo || n > hi) {
+        fprintf(stderr, "dsq verify: %s needs a number from %ld to %ld\n", opt, lo, hi);
+        return 0;
+    }
+    *out = n;
+    return 1;
+}
+
+static int parse_real(const char *opt, const char *v, double lo, double hi, double *out) {
+    char *end = NULL;
+    errno = 0;
+    const double d = v ? strtod(v, &end) : 0;
+    if (v == NULL || *v == '\0' || *end != '\0' || errno != 0 || !isfinite(d) || d < lo ||
+        d > hi) {
+        fprintf(stderr, "dsq verify: %s needs a number from %g to %g\n", opt, lo, hi);
+        return 0;
+    }
+    *out = d;
+    return 1;
+}
+
+typedef struct vprog {
+    dsq_progress bar;
+    const char *what;
+    const char *unit; /* "chunk", or "layer" when streaming */
+} vprog;
+
+static void progress_cb(void *user, uint64_t done, uint64_t total) {
+    vprog *p = user;
+    if (!p->bar.enabled)
+        return;
+    fprintf(stderr, "\r\033[K%s: %s %llu/%llu", p->what, p->unit, (unsigned long long)done,
+            (unsigned long long)total);
+    fflush(stderr);
+}
+
+/* Opens a model; prints the failure and returns its exit code, or 0. */
+static int open_model(const char *path, long threads, int fp8_f32, int lazy, dsq_model **m) {
+    dsq_model_opts mo;
+    dsq_err err = {0};
+    memset(&mo, 0, sizeof mo);
+    mo.nthreads = (int)threads;
+    mo.source.fp8_no_bf16_round = fp8_f32;
+    mo.lazy = lazy;
+    const dsq_status st = dsq_model_open(m, path, &mo, &err);
+    return st == DSQ_OK ? 0 : dsq_cli_fail(st, &err);
+}
+
+static int tokenize(const dsq_model *m, const char *text_path, int32_t **ids, int64_t *n) {
+    dsq_tokenizer *tok = NULL;
+    dsq_err err = {0};
+    dsq_status st = dsq_model_tokenizer(m, &tok, &err);
+    if (st == DSQ_OK)
+        st = dsq_text_tokens(tok, text_path, ids, n, &err);
+    dsq_tokenizer_free(tok);
+    return st == DSQ_OK ? 0 : dsq_cli_fail(st, &err);
+}
+
+int dsq_cmd_verify(int argc, char **argv) {
+    const char *ref_path = NULL, *cand_path = NULL, *text_path = NULL, *tokens_path = NULL,
+               *json_path = NULL, *save_path = NULL, *load_path = NULL;
+    long ctx = 512, chunks = 0, threads = 0, topk = DSQ_REF_TOPK;
+    int ctx_given = 0, chunks_given = 0, topk_given = 0, quiet = 0, fp8_f32 = 0, stream = 0;
+    double max_ratio = -1, max_kld = -1, max_p99 = -1, min_top1 = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char **sp = NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage_text, stdout);
+            return DSQ_EXIT_OK;
+        }
+        if (strcmp(a, "--ref") == 0)
+            sp = &ref_path;
+        else if (strcmp(a, "--model") == 0)
+            sp = &cand_path;
+        else if (strcmp(a, "--text") == 0)
+            sp = &text_path;
+        else if (strcmp(a, "--tokens") == 0)
+            sp = &tokens_path;
+        else if (strcmp(a, "--json") == 0)
+            sp = &json_path;
+        else if (strcmp(a, "--save-ref") == 0)
+            sp = &save_path;
+        else if (strcmp(a, "--load-ref") == 0)
+            sp = &load_path;
+        if (sp != NULL) {
+            if (v == NULL || *v == '\0') {
+                fprintf(stderr, "dsq verify: %s needs a path\n", a);
+                return DSQ_EXIT_USAGE;
+            }
+            *sp = v;
+            i++;
+            continue;
+        }
+        int ok = 1;
+        if (strcmp(a, "--ctx") == 0)
+            ok = parse_count(a, v, 4, 1 << 20, &ctx), ctx_given = 1;
+        else if (strcmp(a, "--chunks") == 0)
+            ok = parse_count(a, v, 1, 1L << 40, &chunks), chunks_given = 1;
+        else if (strcmp(a, "--threads") == 0)
+            ok = parse_count(a, v, 1, 4096, &threads);
+        else if (strcmp(a, "--ref-topk") == 0)
+            ok = parse_count(a, v, 1, DSQ_REF_TOPK_MAX, &topk), topk_given = 1;
+        else if (strcmp(a, "--max-ppl-ratio") == 0)
+            ok = parse_real(a, v, 0, 1e30, &max_ratio);
+        else if (strcmp(a, "--max-kld") == 0)
+            ok = parse_real(a, v, 0, 1e30, &max_kld);
+        else if (strcmp(a, "--max-kld-p99") == 0)
+            ok = parse_real(a, v, 0, 1e30, &max_p99);
+        else if (strcmp(a, "--min-top1") == 0)
+            ok = parse_real(a, v, 0, 1, &min_top1);
+        else if (strcmp(a, "--fp8-f32") == 0) {
+            fp8_f32 = 1;
+            continue;
+        } else if (strcmp(a, "--stream-layers") == 0) {
+            stream = 1;
+            continue;
+        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            quiet = 1;
+            continue;
+        } else {
+            fprintf(stderr, "dsq verify: %s '%s'\n%s",
+                    a[0] == '-' ? "unknown option" : "unexpected argument", a, usage_text);
+            return DSQ_EXIT_USAGE;
+        }
+        if (!ok)
+            return DSQ_EXIT_USAGE;
+        i++;
+    }
+    const char *why = NULL;
+    if (cand_path == NULL)
+        why = "--model CAND is required";
+    else if ((ref_path == NULL) == (load_path == NULL))
+        why = "give one of --ref REF and --load-ref FILE";
+    else if (save_path != NULL && ref_path == NULL)
+        why = "--save-ref needs --ref";
+    else if (topk_given && ref_path == NULL)
+        why = "--ref-topk needs --ref (a --load-ref file has its own)";
+    else if ((text_path == NULL) == (tokens_path == NULL))
+        why = "give one of --text FILE and --tokens FILE";
+    if (why != NULL) {
+        fprintf(stderr, "dsq verify: %s\n%s", why, usage_text);
+        return DSQ_EXIT_USAGE;
+    }
+
+    dsq_err err = {0};
+    dsq_status st;
+    dsq_model *m = NULL;
+    dsq_ref_logits *ref = NULL;
+    int32_t *ids = NULL;
+    int64_t n_ids = 0;
+    json_t *js = NULL;
+    int rc = DSQ_EXIT_OK;
+    if (tokens_path != NULL && (st = dsq_tokens_read(tokens_path, &ids, &n_ids, &err)) != DSQ_OK)
+        return dsq_cli_fail(st, &err);
+    if (load_path != NULL) {
+        if ((st = dsq_ref_load(&ref, load_path, &err)) != DSQ_OK) {
+            rc = dsq_cli_fail(st, &err);
+            goto done;
+        }
+        if ((ctx_given && ctx != ref->n_ctx) || (chunks_given && chunks != ref->n_chunks)) {
+            fprintf(stderr,
+                    "dsq verify: %s was made with --ctx %lld and %lld chunks; give the same or "
+                    "leave them out\n",
+                    load_path, (long long)ref->n_ctx, (long long)ref->n_chunks);
+            rc = DSQ_EXIT_USAGE;
+            goto done;
+        }
+    } else {
+        /* the reference first, then freed: one model in memory at a time */
+        if ((rc = open_model(ref_path, threads, fp8_f32, stream, &m)) != 0)
+            goto done;
+        if (text_path != NULL && (rc = tokenize(m, text_path, &ids, &n_ids)) != 0)
+            goto done;
+        vprog prog = {.what = "ref", .unit = stream ? "layer" : "chunk"};
+        dsq_progress_init(&prog.bar, "ref", quiet);
+        dsq_ppl_opts po;
+        memset(&po, 0, sizeof po);
+        po.n_ctx = ctx;
+        po.n_chunks = chunks;
+        po.bos = dsq_model_get_config(m)->bos;
+        po.nthreads = (int)threads;
+        po.progress = progress_cb;
+        po.progress_user = &prog;
+        st = dsq_ref_compute(m, ids, n_ids, &po, (int32_t)topk, stream, &ref, &err);
+        dsq_progress_done(&prog.bar);
+        dsq_model_close(m);
+        m = NULL;
+        if (st != DSQ_OK) {
+            rc = dsq_cli_fail(st, &err);
+            goto done;
+        }
+        if (save_path != NULL && (st = dsq_ref_save(ref, save_path, &err)) != DSQ_OK) {
+            rc = dsq_cli_fail(st, &err);
+            goto done;
+        }
+    }
+    if ((rc = open_model(cand_path, threads, fp8_f32, stream, &m)) != 0)
+        goto done;
+    if (ids == NULL && (rc = tokenize(m, text_path, &ids, &n_ids)) != 0)
+        goto done;
+    dsq_kld_result r;
+    if ((st = dsq_kld_run(m, ref, ids, n_ids, (int)threads, stream, &r, &err)) != DSQ_OK) {
+        rc = dsq_cli_fail(st, &err);
+        goto done;
+    }
+
+    /* thresholds */
+    json_t *failed = json_array();
+    char msg[512] = "";
+    size_t ml = 0;
+#define CROSSED(name, fmt, ...)                                                                    \
+    do {                                                                                           \
+        json_array_append_new(failed, json_string(name));                                          \
+        ml += (size_t)snprintf(msg + ml, ml < sizeof msg ? sizeof msg - ml : 0, "%s" fmt,          \
+                               ml ? "; " : "", __VA_ARGS__);                                       \
+    } while (0)
+    if (max_ratio >= 0 && !(r.ppl_ratio <= max_ratio))
+        CROSSED("max-ppl-ratio", "ppl ratio %.6f > --max-ppl-ratio %g", r.ppl_ratio, max_ratio);
+    if (max_kld >= 0 && !(r.kld_mean <= max_kld))
+        CROSSED("max-kld", "mean KLD %.6f > --max-kld %g", r.kld_mean, max_kld);
+    if (max_p99 >= 0 && !(r.kld_p99 <= max_p99))
+        CROSSED("max-kld-p99", "p99 KLD %.6f > --max-kld-p99 %g", r.kld_p99, max_p99);
+    if (min_top1 >= 0 && !(r.top1 >= min_top1))
+        CROSSED("min-top1", "top-1 agreement %.6f < --min-top1 %g", r.top1, min_top1);
+#undef CROSSED
+    const int pass = json_array_size(failed) == 0;
+
+    printf("ref   PPL = %.4f +/- %.5f\n", r.ref_ppl, r.ref_ppl_stderr);
+    printf("model PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
+    printf("ppl ratio = %.6f\n", r.ppl_ratio);
+    printf("KLD mean = %.6f  p99 = %.6f  max = %.6f  (top-%d + rest)\n", r.kld_mean, r.kld_p99,
+           r.kld_max, (int)r.k);
+    printf("top-1 agreement = %.4f%%  (%lld positions, %lld chunks of %lld)\n", 100.0 * r.top1,
+           (long long)r.n_scored, (long long)r.n_chunks, (long long)r.n_ctx);
+    printf("%s\n", pass ? "PASS" : "FAIL");
+    if (!pass) {
+        fprintf(stderr, "dsq verify: FAIL: %s\n", msg);
+        rc = DSQ_EXIT_CHECK_FAILED;
+    }
+
+    if (json_path != NULL) {
+        json_t *th = json_object();
+        if (max_ratio >= 0)
+            json_object_set_new(th, "max_ppl_ratio", json_real(max_ratio));
+        if (max_kld >= 0)
+            json_object_set_new(th, "max_kld", json_real(max_kld));
+        if (max_p99 >= 0)
+            json_object_set_new(th, "max_kld_p99", json_real(max_p99));
+        if (min_top1 >= 0)
+            json_object_set_new(th, "min_top1", json_real(min_top1));
+        js = json_pack("{s:{s:f,s:f,s:f,s:s?},s:{s:f,s:f,s:f,s:s},s:f,s:{s:f,s:f,s:f,s:i},"
+                       "s:f,s:b,s:o,s:o,s:I,s:I,s:I,s:f}",
+                       "ref", "ppl", r.ref_ppl, "ppl_stderr", r.ref_ppl_stderr, "nll_mean",
+                       r.ref_nll_mean, "path", ref_path != NULL ? ref_path : load_path,
+                       "model", "ppl", r.ppl, "ppl_stderr", r.ppl_stderr, "nll_mean", r.nll_mean,
+                       "path", cand_path, "ppl_ratio", r.ppl_ratio, "kld", "mean", r.kld_mean,
+                       "p99", r.kld_p99, "max", r.kld_max, "top_k", (int)r.k, "top1", r.top1,
+                       "pass", pass, "failed", failed, "thresholds", th, "n_scored",
+                       (json_int_t)r.n_scored, "ctx", (json_int_t)r.n_ctx, "n_chunks",
+                       (json_int_t)r.n_chunks, "seconds", r.seconds);
+        failed = NULL; /* owned by js (or freed by json_pack on failure) */
+        if (js == NULL) {
+            fprintf(stderr, "dsq verify: out of memory\n");
+            rc = DSQ_EXIT_INTERNAL;
+            goto done;
+        }
+        const int flags = JSON_INDENT(2) | JSON_REAL_PRECISION(12);
+        int bad = 0;
+        if (strcmp(json_path, "-") == 0) {
+            bad = json_dumpf(js, stdout, flags) != 0;
+            putchar('\n');
+        } else {
+            FILE *out = fopen(json_path, "w");
+            bad = out == NULL || json_dumpf(js, out, flags) != 0 || fputc('\n', out) == EOF;
+            if (out != NULL && fclose(out) != 0)
+                bad = 1;
+        }
+        if (bad) {
+            fprintf(stderr, "dsq: %s: %s\n", json_path, strerror(errno ? errno : EIO));
+            rc = DSQ_EXIT_IO;
+        }
+    }
+    json_decref(failed);
+done:
+    json_decref(js);
+    dsq_model_close(m);
+    dsq_ref_free(ref);
+    free(ids);
+    return rc;
+}

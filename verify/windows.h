@@ -1,0 +1,51 @@
+/* verify/windows.h: running a model over llama-perplexity's windows and
+ * handing each window's scored logits to a callback; shared by ppl.c and
+ * kld.c. Private to verify/.
+ *
+ * Two schedules, the same numbers bit for bit (every token row is computed
+ * the same way whatever batch, worker or thread count it lands in):
+ *   whole model   each window goes through every layer, then the next;
+ *   layer-streamed every window's residual stream is kept ([n_chunks][ctx][D]
+ *                 floats); for each layer: load it, advance every window
+ *                 through it, unload it. Only one layer's weights (plus the
+ *                 embeddings, final norm and head) are ever in memory. */
+#ifndef DSQ_WINDOWS_H
+#define DSQ_WINDOWS_H
+
+#include <stdint.h>
+
+#include "core/report.h"
+#include "core/status.h"
+#include "verify/model.h"
+
+/* Window c's logits [n_score][V] (positions n_ctx/2 … n_ctx-2). Runs on
+ * several threads at once for different windows: touch only window c's
+ * results. */
+typedef void (*dsq__window_fn)(void *user, int64_t c, const float *logits);
+
+typedef struct dsq__windows {
+    const int32_t *tokens; /* at least n_chunks · n_ctx */
+    int64_t n_ctx, n_chunks;
+    int32_t bos;           /* replaces token 0 of each window; -1 none */
+    int nthreads;          /* <= 0: the model's */
+    int stream_layers;
+    dsq_progress_fn progress; /* whole model: (windows done, windows);
+                                 streamed: (layers done, layers + 1) */
+    void *progress_user;
+    dsq__window_fn fn;
+    void *user;
+} dsq__windows;
+
+/* Checks the windows (context, token count, ids, bos) against the model.
+ * @return DSQ_OK; DSQ_INVALID_ARG (context, too few tokens); DSQ_RANGE (ids). */
+dsq_status dsq__windows_check(const dsq_model *m, const dsq__windows *w, int64_t n_tokens,
+                              dsq_err *err);
+
+/* Runs them. With stream_layers the model's layers are loaded and unloaded
+ * one at a time (open it lazily); without, they must be loaded. seconds: the
+ * forward passes' wall clock (may be NULL); stats: NULL or summed over workers.
+ * @return DSQ_OK; the forward pass's or the loader's errors; DSQ_NOMEM. */
+dsq_status dsq__windows_run(dsq_model *m, const dsq__windows *w, double *seconds,
+                            double stats[3], dsq_err *err);
+
+#endif
