@@ -263,7 +263,7 @@ static void gen_llama(const char *dir) {
 }
 
 static void bench_model(const char *label, const char *dir, const int32_t *tok, int64_t ntok,
-                        int64_t chunks, int nt, double peak, double plain) {
+                        int64_t chunks, int nt, double peak, double plain, int stream) {
     dsq_model *m = NULL;
     dsq_err err = {0};
     dsq_model_opts mo;
@@ -290,6 +290,23 @@ static void bench_model(const char *label, const char *dir, const int32_t *tok, 
            label, (double)dsq_model_param_count(m) / 1e6, load, (long long)r.n_chunks, tps, "",
            100.0 * r.gemm_seconds / r.seconds, gf, 100.0 * gf * nt / peak,
            100.0 * gf * nt / plain, 100.0 * r.attn_seconds / r.seconds);
+    dsq_model_close(m);
+    m = NULL;
+    if (!stream)
+        return;
+    /* --stream-layers: the same windows, one layer in memory at a time, the
+     * loading (reading and converting that layer's weights) counted in */
+    mo.lazy = 1;
+    const double t1 = now();
+    if (dsq_model_open(&m, dir, &mo, &err) != DSQ_OK)
+        die(dir, &err);
+    dsq_ppl_result rs;
+    if (dsq_ppl_run_layered(m, tok, ntok, &po, &rs, NULL, &err) != DSQ_OK)
+        die(label, &err);
+    const double ts = now() - t1;
+    printf("%-18s --stream-layers: %.2f s (load included) vs %.2f s: ratio %.2f (target <= 1.50); "
+           "same ppl: %s\n",
+           "", ts, load + r.seconds, ts / (load + r.seconds), rs.ppl == r.ppl ? "yes" : "NO");
     dsq_model_close(m);
 }
 
@@ -332,7 +349,7 @@ int main(int argc, char **argv) {
     int32_t *tok = malloc((size_t)ntok * sizeof *tok);
     for (int64_t i = 0; i < ntok; i++)
         tok[i] = (int32_t)((uint32_t)(urand(1.0f) * 1e6f + 2e6f) % L_VOCAB);
-    bench_model("llama-400M F32", ldir, tok, ntok, chunks, nt, pn, plain);
+    bench_model("llama-400M F32", ldir, tok, ntok, chunks, nt, pn, plain, 1);
     free(tok);
     free(ldir);
 
@@ -347,7 +364,7 @@ int main(int argc, char **argv) {
         char rel[128];
         snprintf(rel, sizeof rel, "data/tiny-models/%s", tiny[i]);
         char *d = dsq_path_join(shared, rel);
-        bench_model(tiny[i], d, ev, nev, 0, nt, pn, plain);
+        bench_model(tiny[i], d, ev, nev, 0, nt, pn, plain, i == 0);
         free(d);
     }
     free(ev);
