@@ -41,7 +41,15 @@
  *
  * Bit-exactness: expressions in ggml's order, no FMA contraction
  * (-ffp-contract=off in the Makefile), scales rounded to fp16 before the
- * final requantization pass exactly where ggml rounds them. */
+ * final requantization pass exactly where ggml rounds them.
+ *
+ * SIMD: for Q2_K, Q4_K, Q5_K and Q6_K (with and without imatrix) the
+ * sub-block searches, the final requantization and (Q4_K, Q6_K) the bit
+ * packing run in AVX2 when the CPU has it (q_simd_k.c, one sub-block per
+ * lane, the scalar operations in the scalar order); the scalar code below
+ * stays the reference and the fallback, and test_quant checks the two give
+ * the same bytes. Q3_K, and Q2_K's make_qp_quants of the 16 scales, are
+ * scalar only. */
 #include "quantize/q_blocks.h"
 
 #include <math.h>
@@ -79,25 +87,34 @@ static void pack_2bit(const uint8_t *L, uint8_t *qs) {
 /* with the fp16-rounded d/dmin and the 4-bit indices fixed, pick each level
  * again for the scale it will actually be decoded with */
 static void q2_requantize(const float *x, const dsq_block_q2_K *y, float dm, float mm, uint8_t *L) {
+    float d[16], m[16];
     for (int j = 0; j < DSQ_QK_K / 16; ++j) {
-        const float d = dm * (float)(y->scales[j] & 0xF);
-        if (d == 0.0f)
+        d[j] = dm * (float)(y->scales[j] & 0xF);
+        m[j] = mm * (float)(y->scales[j] >> 4);
+    }
+    if (dsq__requant_avx2(x, 16, 16, d, m, 0, 3, 0, L))
+        return;
+    for (int j = 0; j < DSQ_QK_K / 16; ++j) {
+        if (d[j] == 0.0f)
             continue;
-        const float m = mm * (float)(y->scales[j] >> 4);
         for (int ii = 0; ii < 16; ++ii)
-            L[16 * j + ii] = (uint8_t)clampi(dsq__nearest_int((x[16 * j + ii] + m) / d), 0, 3);
+            L[16 * j + ii] = (uint8_t)clampi(dsq__nearest_int((x[16 * j + ii] + m[j]) / d[j]), 0, 3);
     }
 }
 
 static void q2_K_ref_block(const float *x, dsq_block_q2_K *y) {
     uint8_t L[DSQ_QK_K], Laux[16];
-    float w[16], mins[16], scales[16];
+    float w[DSQ_QK_K], mins[16], scales[16];
     float max_scale = 0.0f, max_min = 0.0f; /* the min is subtracted: scales are >= 0 */
+    for (int l = 0; l < DSQ_QK_K; ++l)
+        w[l] = fabsf(x[l]);
+    for (int h = 0; h < 2; ++h) /* 8 sub-blocks at a time in AVX2 lanes if we can */
+        if (!dsq__qkx8_avx2(16, 1, x + 128 * h, w + 128 * h, 3, -0.5f, 0.1f, 15, L + 128 * h,
+                            scales + 8 * h, mins + 8 * h))
+            for (int j = 8 * h; j < 8 * h + 8; ++j)
+                scales[j] = dsq__make_qkx_quants(16, 3, x + 16 * j, w + 16 * j, L + 16 * j,
+                                                 &mins[j], Laux, -0.5f, 0.1f, 15, 1);
     for (int j = 0; j < 16; ++j) {
-        for (int l = 0; l < 16; ++l)
-            w[l] = fabsf(x[16 * j + l]);
-        scales[j] = dsq__make_qkx_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f,
-                                         0.1f, 15, 1);
         if (scales[j] > max_scale)
             max_scale = scales[j];
         if (mins[j] > max_min)
@@ -114,8 +131,12 @@ static void q2_K_ref_block(const float *x, dsq_block_q2_K *y) {
     }
     if (max_min > 0.0f) {
         const float iscale = 15.0f / max_min;
+        /* a NaN product (iscale inf when max_min is denormal, times a zero min)
+         * gives nearest_int -4194304: shift it as unsigned, the bits ggml's
+         * signed shift leaves on x86, without the undefined behaviour */
         for (int j = 0; j < 16; ++j)
-            y->scales[j] = (uint8_t)(y->scales[j] | dsq__nearest_int(iscale * mins[j]) << 4);
+            y->scales[j] =
+                (uint8_t)(y->scales[j] | (unsigned)dsq__nearest_int(iscale * mins[j]) << 4);
         dsq__put_f16(y->dmin, max_min / 15.0f);
     } else {
         dsq__put_f16(y->dmin, 0.0f);
@@ -126,13 +147,16 @@ static void q2_K_ref_block(const float *x, dsq_block_q2_K *y) {
 
 static void q2_K_impl_block(const float *x, dsq_block_q2_K *y, const float *qw) {
     uint8_t L[DSQ_QK_K], Laux[16], Ls[16], Lm[16];
-    float w[16], mins[16], scales[16], sw[16];
+    float w[DSQ_QK_K], mins[16], scales[16], sw[16];
     const float sigma2 = sumsq(x, DSQ_QK_K) / (float)DSQ_QK_K;
-    for (int j = 0; j < 16; ++j) {
-        sw[j] = imatrix_weights(x + 16 * j, qw + 16 * j, sigma2, w, 16);
-        scales[j] = dsq__make_qkx_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.9f,
-                                         0.05f, 36, 0);
-    }
+    for (int j = 0; j < 16; ++j)
+        sw[j] = imatrix_weights(x + 16 * j, qw + 16 * j, sigma2, w + 16 * j, 16);
+    for (int h = 0; h < 2; ++h)
+        if (!dsq__qkx8_avx2(16, 0, x + 128 * h, w + 128 * h, 3, -0.9f, 0.05f, 36, L + 128 * h,
+                            scales + 8 * h, mins + 8 * h))
+            for (int j = 8 * h; j < 8 * h + 8; ++j)
+                scales[j] = dsq__make_qkx_quants(16, 3, x + 16 * j, w + 16 * j, L + 16 * j,
+                                                 &mins[j], Laux, -0.9f, 0.05f, 36, 0);
     /* the 16 scales and 16 mins are themselves quantized to 4 bits with a
      * weighted search, weighting each sub-block by its total importance */
     const float dm = dsq__make_qp_quants(16, 15, scales, Ls, sw);
@@ -319,14 +343,19 @@ static void k4_get_scale_min(int j, const uint8_t *q, int *sc, int *m) {
 static void k45_ref_scales(const float *x, int nmax, float rmin, float rdelta, int nstep,
                            uint8_t *L, uint8_t *scales_out, float *d, float *dmin) {
     uint8_t Laux[32], ls[8], lm[8];
-    float w[32], mins[8], scales[8];
+    float w[DSQ_QK_K], mins[8], scales[8];
     float max_scale = 0.0f, max_min = 0.0f;
     for (int j = 0; j < 8; ++j) {
         const float av_x = sqrtf(sumsq(x + 32 * j, 32) / 32.0f);
         for (int l = 0; l < 32; ++l)
-            w[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = dsq__make_qkx_quants(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, rmin,
-                                         rdelta, nstep, 0);
+            w[32 * j + l] = av_x + fabsf(x[32 * j + l]);
+    }
+    /* the 8 searches are independent: all at once in AVX2 lanes if we can */
+    if (!dsq__qkx8_avx2(32, 0, x, w, nmax, rmin, rdelta, nstep, L, scales, mins))
+        for (int j = 0; j < 8; ++j)
+            scales[j] = dsq__make_qkx_quants(32, nmax, x + 32 * j, w + 32 * j, L + 32 * j,
+                                             &mins[j], Laux, rmin, rdelta, nstep, 0);
+    for (int j = 0; j < 8; ++j) {
         if (scales[j] > max_scale)
             max_scale = scales[j];
         if (mins[j] > max_min)
@@ -352,13 +381,14 @@ static void k45_ref_scales(const float *x, int nmax, float rmin, float rdelta, i
 static void k45_impl_scales(const float *x, const float *qw, int nmax, int clamp63, uint8_t *L,
                             uint8_t *scales_out, float *d, float *dmin) {
     uint8_t Laux[32], ls[8], lm[8];
-    float w[32], mins[8], scales[8], sw[8];
+    float w[DSQ_QK_K], mins[8], scales[8], sw[8];
     const float sigma2 = 2.0f * sumsq(x, DSQ_QK_K) / (float)DSQ_QK_K;
-    for (int j = 0; j < 8; ++j) {
-        sw[j] = imatrix_weights(x + 32 * j, qw + 32 * j, sigma2, w, 32);
-        scales[j] = dsq__make_qkx_quants(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -0.9f,
-                                         0.05f, 36, 0);
-    }
+    for (int j = 0; j < 8; ++j)
+        sw[j] = imatrix_weights(x + 32 * j, qw + 32 * j, sigma2, w + 32 * j, 32);
+    if (!dsq__qkx8_avx2(32, 0, x, w, nmax, -0.9f, 0.05f, 36, L, scales, mins))
+        for (int j = 0; j < 8; ++j)
+            scales[j] = dsq__make_qkx_quants(32, nmax, x + 32 * j, w + 32 * j, L + 32 * j,
+                                             &mins[j], Laux, -0.9f, 0.05f, 36, 0);
     *d = dsq__make_qp_quants(8, 63, scales, ls, sw);
     *dmin = dsq__make_qp_quants(8, 63, mins, lm, sw);
     if (clamp63) {
@@ -374,15 +404,21 @@ static void k45_impl_scales(const float *x, const float *qw, int nmax, int clamp
 static void k45_requantize(const float *x, const uint8_t *scales, const uint8_t *dh,
                            const uint8_t *dminh, int nmax, uint8_t *L) {
     const float dall = dsq__get_f16(dh), mall = dsq__get_f16(dminh);
+    float d[8], dm[8];
     for (int j = 0; j < 8; ++j) {
         int sc, m;
         k4_get_scale_min(j, scales, &sc, &m);
-        const float d = dall * (float)sc;
-        if (d == 0.0f)
+        d[j] = dall * (float)sc;
+        dm[j] = mall * (float)m;
+    }
+    if (dsq__requant_avx2(x, 32, 8, d, dm, 0, nmax, 0, L))
+        return;
+    for (int j = 0; j < 8; ++j) {
+        if (d[j] == 0.0f)
             continue;
-        const float dm = mall * (float)m;
         for (int ii = 0; ii < 32; ++ii)
-            L[32 * j + ii] = (uint8_t)clampi(dsq__nearest_int((x[32 * j + ii] + dm) / d), 0, nmax);
+            L[32 * j + ii] =
+                (uint8_t)clampi(dsq__nearest_int((x[32 * j + ii] + dm[j]) / d[j]), 0, nmax);
     }
 }
 
@@ -398,6 +434,8 @@ void dsq__quantize_q4_K(const float *x, void *dst, int64_t n, const float *imatr
         dsq__put_f16(y[i].d, d);
         dsq__put_f16(y[i].dmin, dmin);
         k45_requantize(x, y[i].scales, y[i].d, y[i].dmin, 15, L);
+        if (dsq__q4_pack_avx2(L, y[i].qs))
+            continue;
         for (int c = 0; c < 4; ++c)
             for (int l = 0; l < 32; ++l)
                 y[i].qs[32 * c + l] = (uint8_t)(L[64 * c + l] | L[64 * c + 32 + l] << 4);
@@ -468,11 +506,14 @@ static void q6_K_block(const float *x, dsq_block_q6_K *y, const float *qw) {
     int8_t L[DSQ_QK_K];
     float scales[16];
     float max_scale = 0.0f, max_abs_scale = 0.0f;
+    /* ref: weights x^2; impl: the raw imatrix (no sigma2 term in Q6_K). The
+     * 16 searches are independent: all at once in AVX2 lanes if we can. */
+    if (!dsq__qx16_avx2(x, qw, 32, L, scales))
+        for (int ib = 0; ib < 16; ++ib)
+            scales[ib] =
+                dsq__make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : NULL);
     for (int ib = 0; ib < 16; ++ib) {
-        /* ref: weights x^2; impl: the raw imatrix (no sigma2 term in Q6_K) */
-        const float scale =
-            dsq__make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : NULL);
-        scales[ib] = scale;
+        const float scale = scales[ib];
         if (fabsf(scale) > max_abs_scale) {
             max_abs_scale = fabsf(scale);
             max_scale = scale;
@@ -489,13 +530,20 @@ static void q6_K_block(const float *x, dsq_block_q6_K *y, const float *qw) {
         y->scales[ib] = (int8_t)(l < 127 ? l : 127);
     }
     const float dall = dsq__get_f16(y->d);
-    for (int j = 0; j < 16; ++j) {
-        const float d = dall * (float)y->scales[j];
-        if (d == 0.0f)
-            continue;
-        for (int ii = 0; ii < 16; ++ii)
-            L[16 * j + ii] = (int8_t)(clampi(dsq__nearest_int(x[16 * j + ii] / d), -32, 31) + 32);
+    float d[16];
+    for (int j = 0; j < 16; ++j)
+        d[j] = dall * (float)y->scales[j];
+    if (!dsq__requant_avx2(x, 16, 16, d, NULL, -32, 31, 32, (uint8_t *)L)) {
+        for (int j = 0; j < 16; ++j) {
+            if (d[j] == 0.0f)
+                continue;
+            for (int ii = 0; ii < 16; ++ii)
+                L[16 * j + ii] =
+                    (int8_t)(clampi(dsq__nearest_int(x[16 * j + ii] / d[j]), -32, 31) + 32);
+        }
     }
+    if (dsq__q6_pack_avx2((const uint8_t *)L, y->ql, y->qh))
+        return;
     for (int h = 0; h < 2; ++h) {
         const int8_t *Lh = L + 128 * h;
         uint8_t *ql = y->ql + 64 * h, *qh = y->qh + 32 * h;

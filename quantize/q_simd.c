@@ -28,7 +28,7 @@
 
 #define AVX2 __attribute__((target("avx2")))
 
-static int have_avx2(void) { return __builtin_cpu_supports("avx2"); }
+static int have_avx2(void) { return !dsq__simd_disabled && __builtin_cpu_supports("avx2"); }
 
 AVX2 static float hmax8(__m256 v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -106,6 +106,30 @@ AVX2 static void q4_0_avx2(const float *x, dsq_block_q4_0 *y, int64_t nb) {
     }
 }
 
+AVX2 static int all_finite_avx2(const float *x, int64_t n) {
+    const __m256i expo = _mm256_set1_epi32(0x7f800000);
+    __m256i bad = _mm256_setzero_si256();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i e = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), expo);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(e, expo));
+    }
+    int ok = _mm256_testz_si256(bad, bad);
+    for (; i < n; ++i) {
+        uint32_t u;
+        memcpy(&u, x + i, 4);
+        ok &= (u & 0x7f800000u) != 0x7f800000u;
+    }
+    return ok;
+}
+
+/* all exponent bits set is inf or NaN */
+int dsq__all_finite_avx2(const float *x, int64_t n) {
+    if (!have_avx2())
+        return -1;
+    return all_finite_avx2(x, n);
+}
+
 int dsq__q8_0_ref_avx2(const float *x, void *dst, int64_t nb) {
     if (!have_avx2())
         return 0;
@@ -121,6 +145,11 @@ int dsq__q4_0_ref_avx2(const float *x, void *dst, int64_t nb) {
 }
 
 #else /* not x86-64 with GCC/Clang: scalar only */
+
+int dsq__all_finite_avx2(const float *x, int64_t n) {
+    (void)x, (void)n;
+    return -1;
+}
 
 int dsq__q8_0_ref_avx2(const float *x, void *dst, int64_t nb) {
     (void)x, (void)dst, (void)nb;

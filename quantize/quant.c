@@ -83,6 +83,9 @@ dsq_status dsq_quant_row_size(dsq_dtype t, int64_t n_per_row, size_t *out) {
  * NaN/inf, and the searches compare NaN sums: there are no meaningful bytes
  * for such a row. */
 static int all_finite(const float *x, int64_t n) {
+    const int r = dsq__all_finite_avx2(x, n);
+    if (r >= 0)
+        return r;
     int ok = 1;
     for (int64_t i = 0; i < n; ++i)
         ok &= isfinite(x[i]) != 0;
@@ -141,7 +144,16 @@ dsq_status dsq_quantize_rows(dsq_dtype t, const float *src, void *dst, int64_t n
     int bad = 0; /* set by any row with a non-finite value */
 #ifdef _OPENMP
     const int nt = nthreads > 0 ? nthreads : omp_get_max_threads();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) reduction(| : bad)
+    /* rows in chunks of about 16K elements (at least 4 chunks per thread),
+     * not one by one: a 1024-element Q8_0/Q4_0 row takes about a
+     * microsecond with the AVX2 kernels, and the shared iteration counter
+     * then costs 10-20% (8.9 against 7.2-7.7 GB/s for Q8_0 on 2 threads) */
+    int64_t chunk = 16384 / n_per_row;
+    if (chunk > nrows / (4 * (int64_t)nt))
+        chunk = nrows / (4 * (int64_t)nt);
+    if (chunk < 1)
+        chunk = 1;
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(nt) reduction(| : bad)
 #else
     (void)nthreads;
 #endif

@@ -19,6 +19,11 @@
  *  - simd_matches_scalar: the AVX2 Q8_0/Q4_0 kernels against the scalar
  *    ones (themselves checked against ggml above), on inputs chosen to hit
  *    the edge cases (ties, -0.0, BF16-valued weights).
+ *  - kquant_simd_matches_scalar: the AVX2 K-quant searches (one sub-block
+ *    per lane) against the scalar searches, and whole Q2_K/Q4_K/Q5_K/Q6_K rows
+ *    with and without imatrix with SIMD on and off, on ggml's rows plus
+ *    generated hard blocks (zeros, -0.0, constants, outliers, ties, tiny
+ *    and denormal values, BF16 values, mixed magnitudes).
  *
  * The embedding vectors in stories260K_embd_quant_vectors.gguf are a second
  * oracle but sit in a GGUF container; they wait for the GGUF reader. */
@@ -692,6 +697,161 @@ cleanup:
     free(b);
 }
 
+/* ---------------------------------------------------------------------------
+ * K-quant SIMD searches (q_simd_k.c) against the scalar ones */
+
+/* NSB super-blocks of hard and ordinary inputs, kind by kind (block b gets
+ * kind b % 24 for b >= 128; blocks 0..127 are ggml's random-512 rows). Each
+ * kind puts the hard case in some sub-blocks (16 or 32 elements) and not in
+ * others, so lanes of one vector disagree about branches. */
+static void kq_fill(float *x, int nsb) {
+    memcpy(x, g_src, NROWS * NCOLS * sizeof(float)); /* super-blocks 0..127 */
+    rng_state = 0xC0FFEE1234567ull;
+    for (int b = NROWS * NCOLS / 256; b < nsb; b++) {
+        float *v = x + (size_t)b * 256;
+        const int kind = b % 24;
+        for (int i = 0; i < 256; i += 2) {
+            const double r = sqrt(-2.0 * log(rng_uniform())), t = 6.283185307179586 * rng_uniform();
+            v[i] = (float)(0.02 * r * cos(t));
+            v[i + 1] = (float)(0.02 * r * sin(t));
+        }
+        for (int i = 0; i < 256; i++) {
+            const int sb16 = i / 16, sb32 = i / 32;
+            switch (kind) {
+            case 0: /* BF16-valued weights */
+            case 1: {
+                uint32_t u;
+                memcpy(&u, &v[i], 4);
+                u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+                memcpy(&v[i], &u, 4);
+                break;
+            }
+            case 2: v[i] = 0.0f; break;                                    /* all zero */
+            case 3: v[i] = -0.0f; break;                                   /* all -0.0 */
+            case 4: v[i] = (i % 3) ? 0.0f : -0.0f; break;                  /* mixed zeros */
+            case 5: if (sb32 % 2) v[i] = 0.0f; break;                      /* zero sub-blocks */
+            case 6: if (sb16 % 3 == 1) v[i] = 0.25f; break;                /* constant > 0 */
+            case 7: if (sb16 % 3 != 1) v[i] = -0.125f; break;              /* constant < 0 */
+            case 8: if (i % 37 == 5) v[i] = 3.0f; break;                   /* outliers */
+            case 9: if (i % 41 == 7) v[i] = -1000.0f; break;               /* huge outliers */
+            case 10: v[i] = (float)((int)(rng_uniform() * 9) - 4) * 0.25f; break; /* ties */
+            case 11: v[i] = (i % 16 == 3) ? 0.5f : (i % 16 == 9) ? -0.5f : v[i]; break;
+            case 12: v[i] *= 1e-18f; break;                                /* tiny */
+            case 13: v[i] = sb16 % 2 ? v[i] * 1e-30f : v[i]; break;        /* below GROUP_MAX_EPS */
+            case 14: v[i] = (i % 5) ? 1e-45f : -1e-44f; break;             /* denormals */
+            case 15: v[i] = fabsf(v[i]); break;                            /* all >= 0 */
+            case 16: v[i] = -fabsf(v[i]); break;                           /* all <= 0 */
+            case 17: v[i] = (float)(i % 16); break;                        /* exact levels */
+            case 18: v[i] = (float)(i % 32) * 0.5f - 7.75f; break;
+            case 19: v[i] = sb32 == 3 ? 1e6f * v[i] : v[i]; break;          /* mixed magnitude */
+            case 20: if (i % 32 == 31) v[i] = 0.0f; break;
+            case 21: v[i] = (i % 2 ? 1.0f : -1.0f) * (float)(1 + i % 4) / 64.0f; break;
+            default: break; /* plain gaussian */
+            }
+        }
+    }
+}
+
+static void test_kquant_simd_matches_scalar(void **state) {
+    (void)state;
+    enum { NSB = 2400, N = NSB * 256 };
+    float *x = malloc(N * sizeof(float)), *qw = malloc(N * sizeof(float));
+    uint8_t *a = malloc((size_t)NSB * 210), *b = malloc((size_t)NSB * 210);
+    assert_true(x && qw && a && b);
+    {
+        uint8_t L[256];
+        float sc[8], mn[8];
+        if (!dsq__qkx8_avx2(32, 0, g_src, g_src, 15, -1.0f, 0.1f, 20, L, sc, mn)) {
+            print_message("no AVX2 on this machine/target: K-quant SIMD path not tested\n");
+            goto cleanup;
+        }
+    }
+    kq_fill(x, NSB);
+    for (int i = 0; i < N; i++) /* imatrix: some zero columns, some huge */
+        qw[i] = i % 97 == 0 ? 0.0f : i % 89 == 0 ? 1e4f : (float)(0.01 + rng_uniform());
+
+    /* the searches themselves: scales, mins and levels, bit for bit */
+    static const struct {
+        int n, mad, nmax, nstep;
+        float rmin, rdelta;
+    } qk[] = {{32, 0, 15, 20, -1.0f, 0.1f},  {32, 0, 31, 15, -0.5f, 0.1f},  /* Q4_K, Q5_K */
+              {32, 0, 15, 36, -0.9f, 0.05f}, {32, 0, 31, 36, -0.9f, 0.05f}, /* imatrix */
+              {32, 0, 15, 0, -1.0f, 0.1f},   {16, 1, 3, 15, -0.5f, 0.1f},   /* Q2_K */
+              {16, 0, 3, 36, -0.9f, 0.05f},  {16, 1, 15, 20, -1.0f, 0.1f}};
+    int bad = 0;
+    for (int s = 0; s < NSB; s++) {
+        const float *xs = x + (size_t)s * 256;
+        float w[256];
+        const int use_qw = (s / 24) % 2; /* every kind with both kinds of weights */
+        for (int i = 0; i < 256; i++) /* Q4_K-ref-like weights, or the imatrix */
+            w[i] = use_qw ? qw[(size_t)s * 256 + i] : 0.01f + fabsf(xs[i]);
+        for (size_t c = 0; c < sizeof qk / sizeof qk[0]; c++) {
+            const int n = qk[c].n;
+            for (int h = 0; h < 256 / (8 * n); h++) { /* n = 16: both halves */
+                const float *xh = xs + 8 * n * h, *wh = w + 8 * n * h;
+                uint8_t L1[256], L2[256], Laux[32];
+                float s1[8], s2[8], m1[8], m2[8];
+                assert_true(dsq__qkx8_avx2(n, qk[c].mad, xh, wh, qk[c].nmax, qk[c].rmin,
+                                           qk[c].rdelta, qk[c].nstep, L2, s2, m2));
+                for (int j = 0; j < 8; j++)
+                    s1[j] = dsq__make_qkx_quants(n, qk[c].nmax, xh + n * j, wh + n * j, L1 + n * j,
+                                                 &m1[j], Laux, qk[c].rmin, qk[c].rdelta,
+                                                 qk[c].nstep, qk[c].mad);
+                if (memcmp(L1, L2, (size_t)(8 * n)) || memcmp(s1, s2, sizeof s1) ||
+                    memcmp(m1, m2, sizeof m1)) {
+                    if (bad++ < 5)
+                        print_error("qkx8 differs: super-block %d (kind %d), case %zu\n", s,
+                                    s % 24, c);
+                }
+            }
+        }
+        for (int nmax = 4; nmax <= 32; nmax *= 8) { /* Q6_K's 32, and a small one */
+            int8_t L1[256], L2[256];
+            float s1[16], s2[16];
+            const float *qs = use_qw ? qw + (size_t)s * 256 : NULL;
+            assert_true(dsq__qx16_avx2(xs, qs, nmax, L2, s2));
+            for (int j = 0; j < 16; j++)
+                s1[j] = dsq__make_qx_quants(16, nmax, xs + 16 * j, L1 + 16 * j,
+                                            qs ? qs + 16 * j : NULL);
+            if (memcmp(L1, L2, 256) || memcmp(s1, s2, sizeof s1)) {
+                if (bad++ < 5)
+                    print_error("qx16 differs: super-block %d (kind %d), nmax %d\n", s, s % 24,
+                                nmax);
+            }
+        }
+    }
+    assert_int_equal(bad, 0);
+
+    /* whole rows through the public API, SIMD on and off */
+    static const dsq_dtype kt[] = {DSQ_DTYPE_Q2_K, DSQ_DTYPE_Q4_K, DSQ_DTYPE_Q5_K,
+                                   DSQ_DTYPE_Q6_K};
+    for (size_t k = 0; k < sizeof kt / sizeof kt[0]; k++) {
+        for (int imat = 0; imat < 2; imat++) {
+            const size_t rs = row_size(kt[k], 256 * 8);
+            dsq__simd_disabled = 1;
+            for (int r = 0; r < NSB / 8; r++) /* 8 super-blocks a row, own imatrix each */
+                assert_int_equal(dsq_quantize_row(kt[k], x + (size_t)r * 2048, a + r * rs, 2048,
+                                                  imat ? qw + (size_t)r * 2048 : NULL),
+                                 DSQ_OK);
+            dsq__simd_disabled = 0;
+            for (int r = 0; r < NSB / 8; r++)
+                assert_int_equal(dsq_quantize_row(kt[k], x + (size_t)r * 2048, b + r * rs, 2048,
+                                                  imat ? qw + (size_t)r * 2048 : NULL),
+                                 DSQ_OK);
+            char what[64];
+            snprintf(what, sizeof what, "%s%s avx2 vs scalar", dsq_dtype_name(kt[k]),
+                     imat ? " (imatrix)" : "");
+            assert_int_equal(compare_rows(what, b, a, rs, bbytes(kt[k]), NSB / 8), 0);
+        }
+    }
+cleanup:
+    dsq__simd_disabled = 0;
+    free(x);
+    free(qw);
+    free(a);
+    free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_traits_match_core),
@@ -709,6 +869,7 @@ int main(void) {
         cmocka_unit_test(test_ggml_fns_error),
         cmocka_unit_test(test_roundtrip_rmse),
         cmocka_unit_test(test_simd_matches_scalar),
+        cmocka_unit_test(test_kquant_simd_matches_scalar),
     };
     return cmocka_run_group_tests_name("quant", tests, setup, teardown);
 }
