@@ -2,9 +2,10 @@
  *
  * The arithmetic is DeepSeek's weight_dequant: the FP8 value (exact in F32)
  * times the block's scale, rounded once to F32, then to BF16 with round to
- * nearest even. Two implementations give the same bits: a 256-entry table per
- * block (portable; any FP8 flavour), and for E4M3 an AVX2 one that decodes the
- * bits arithmetically (selected at run time, never required). */
+ * nearest even. For a fixed scale that is a function of the 8-bit code alone,
+ * so each block gets a 256-entry table and every element is one lookup. The
+ * lookup has a portable loop and an AVX-512BW one (selected at run time,
+ * never required) that give the same bits by construction. */
 #ifndef DSQ_FP8_KERNELS_H
 #define DSQ_FP8_KERNELS_H
 
@@ -14,9 +15,9 @@
 void dsq__fp8_build_lut(const float dec[256], float scale, uint16_t lut[256]);
 /* out[i] = lut[in[i]] */
 void dsq__fp8_apply_lut(const uint8_t *in, uint16_t *out, int64_t n, const uint16_t lut[256]);
-/* 1 when this CPU can run dsq__fp8_e4m3_row_simd */
+/* 1 when this CPU can run dsq__fp8_apply_lut_simd */
 int dsq__fp8_simd_available(void);
-/* E4M3 only; same bits as the table path. */
-void dsq__fp8_e4m3_row_simd(const uint8_t *in, uint16_t *out, int64_t n, float scale);
+/* The same lookup, 32 elements per step with AVX-512BW. */
+void dsq__fp8_apply_lut_simd(const uint8_t *in, uint16_t *out, int64_t n, const uint16_t lut[256]);
 
 #endif
