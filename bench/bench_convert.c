@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_util.h"
 #include "core/file.h"
 #include "formats/safetensors.h"
 
@@ -46,23 +47,12 @@
 #define VDIM 128
 #define VOCAB 1024
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, const dsq_err *err) {
-    fprintf(stderr, "bench_convert: %s: %s\n", what, err ? err->text : strerror(errno));
-    exit(1);
-}
-
 /* Runs argv; returns wall seconds, and the child's peak RSS in KiB. */
 static double run(char *const argv[], long *maxrss_kib) {
-    const double t0 = now();
+    const double t0 = bench_now();
     const pid_t pid = fork();
     if (pid < 0)
-        die("fork", NULL);
+        bench_die("fork", NULL);
     if (pid == 0) {
         execvp(argv[0], argv);
         _exit(127);
@@ -70,8 +60,8 @@ static double run(char *const argv[], long *maxrss_kib) {
     int status;
     struct rusage ru;
     if (wait4(pid, &status, 0, &ru) < 0)
-        die("wait4", NULL);
-    const double t = now() - t0;
+        bench_die("wait4", NULL);
+    const double t = bench_now() - t0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "bench_convert: %s failed (status %d)\n", argv[0], status);
         exit(1);
@@ -205,18 +195,18 @@ static void write_shard(const char *dir, const char *name, const gen_list *g, in
     int idx[512];
     int n = 0;
     if (dsq_st_writer_init(&w, &err) != DSQ_OK)
-        die("writer", &err);
+        bench_die("writer", &err);
     for (int i = 0; i < g->n; i++) {
         if (g->t[i].shard != shard)
             continue;
         idx[n++] = i;
         if (dsq_st_writer_add(w, g->t[i].name, g->t[i].dtype, g->t[i].ndim, g->t[i].shape, &err) !=
             DSQ_OK)
-            die("add", &err);
+            bench_die("add", &err);
     }
     dsq_st_writer_set_meta(w, "format", "pt", &err);
     if (dsq_st_writer_open(w, dir, name, &err) != DSQ_OK)
-        die("writer", &err);
+        bench_die("writer", &err);
     const size_t chunk = (size_t)1 << 20;
     uint8_t *buf = malloc(chunk);
     for (size_t k = 0; k < dsq_st_writer_count(w); k++) {
@@ -226,12 +216,12 @@ static void write_shard(const char *dir, const char *name, const gen_list *g, in
             const size_t m = left < chunk ? (size_t)left : chunk;
             fill(&g->t[idx[t]], buf, m, &seed);
             if (dsq_st_writer_write(w, buf, m, &err) != DSQ_OK)
-                die("write", &err);
+                bench_die("write", &err);
             left -= m;
         }
     }
     if (dsq_st_writer_finish(w, NULL, &err) != DSQ_OK)
-        die("finish", &err);
+        bench_die("finish", &err);
     dsq_st_writer_free(w);
     free(buf);
 }
@@ -292,12 +282,13 @@ static uint64_t dir_bytes(const char dir[1024], const char *suffix) {
     FILE *p = popen(cmd, "r");
     unsigned long long n = 0;
     if (p == NULL || fscanf(p, "%llu", &n) != 1)
-        die("wc", NULL);
+        bench_die("wc", NULL);
     pclose(p);
     return n;
 }
 
 int main(int argc, char **argv) {
+    bench_name = "bench_convert";
     if (argc < 3) {
         fprintf(stderr, "usage: bench_convert DSQ_BIN WORK_DIR [REPS] [SHARED_DIR]\n");
         return 2;

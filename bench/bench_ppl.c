@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "core/file.h"
 #include "verify/gemm.h"
 #include "verify/model.h"
@@ -30,17 +31,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, const dsq_err *err) {
-    fprintf(stderr, "bench_ppl: %s: %s\n", what, err ? err->text : strerror(errno));
-    exit(1);
-}
 
 /* ---- 1. peak: independent FMA chains in registers ---- */
 
@@ -90,10 +80,10 @@ static double peak_gflops(int nt) {
     for (int rep = 0; rep < 3; rep++) {
         const long iters = 20000000;
         double flop = 0.0;
-        const double t0 = now();
+        const double t0 = bench_now();
 #pragma omp parallel num_threads(nt) reduction(+ : flop)
         flop += fma_loop(iters);
-        const double g = flop / (now() - t0) / 1e9;
+        const double g = flop / (bench_now() - t0) / 1e9;
         best = g > best ? g : best;
     }
     return best;
@@ -105,7 +95,7 @@ static double gemm_gflops(int64_t m, int64_t n, int64_t k, int nt) {
     float *A = malloc((size_t)(m * k) * 4), *B = malloc((size_t)(n * k) * 4);
     float *C = malloc((size_t)(m * n) * 4);
     if (!A || !B || !C)
-        die("malloc", NULL);
+        bench_die("malloc", NULL);
     for (int64_t i = 0; i < m * k; i++)
         A[i] = (float)(i % 7) * 0.1f;
     for (int64_t i = 0; i < n * k; i++)
@@ -113,16 +103,16 @@ static double gemm_gflops(int64_t m, int64_t n, int64_t k, int nt) {
     dsq_pmat p;
     dsq_err err = {0};
     if (dsq_pmat_pack(&p, B, n, k, k, &err) != DSQ_OK)
-        die("pack", &err);
+        bench_die("pack", &err);
     double best = 0.0;
     for (int rep = 0; rep < 3; rep++) {
         int reps = 0;
-        const double t0 = now();
+        const double t0 = bench_now();
         double t;
         do {
             dsq_gemm_packed(m, A, k, &p, C, n, 0, nt);
             reps++;
-        } while ((t = now() - t0) < 0.3);
+        } while ((t = bench_now() - t0) < 0.3);
         const double g = 2.0 * (double)m * (double)n * (double)k * reps / t / 1e9;
         best = g > best ? g : best;
     }
@@ -141,125 +131,15 @@ static double gemm_gflops(int64_t m, int64_t n, int64_t k, int nt) {
 #define L_HEADS 16
 #define L_FFN 4096
 
-typedef struct gen_tensor {
-    char name[96];
-    int64_t r, c; /* c == 0: 1-D */
-} gen_tensor;
-
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static float urand(float scale) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return ((float)(rng >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
+    return bench_urand(&rng) * scale;
 }
 
+/* uniform weights with std ~ 1/sqrt(fan_in), so activations stay finite through 20 layers */
 static void gen_llama(const char *dir) {
-    char *cfg_path = dsq_path_join(dir, "config.json");
-    char *st_path = dsq_path_join(dir, "model.safetensors");
-    struct stat sb;
-    if (stat(cfg_path, &sb) == 0 && stat(st_path, &sb) == 0) {
-        free(cfg_path);
-        free(st_path);
-        return;
-    }
-    fprintf(stderr, "bench_ppl: generating a ~400M-parameter F32 llama in %s\n", dir);
-    mkdir(dir, 0755);
-    static gen_tensor t[3 + 9 * L_LAYERS];
-    size_t n = 0;
-#define ADD(nm, R, C)                                                                              \
-    do {                                                                                           \
-        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                           \
-        t[n].r = R;                                                                                \
-        t[n].c = C;                                                                                \
-        n++;                                                                                       \
-    } while (0)
-    char b[96];
-    ADD("lm_head.weight", L_VOCAB, L_DIM);
-    ADD("model.embed_tokens.weight", L_VOCAB, L_DIM);
-    ADD("model.norm.weight", L_DIM, 0);
-    static const char *const lin[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                      "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                      "mlp.down_proj"};
-    for (int l = 0; l < L_LAYERS; l++) {
-        snprintf(b, sizeof b, "model.layers.%d.input_layernorm.weight", l);
-        ADD(b, L_DIM, 0);
-        snprintf(b, sizeof b, "model.layers.%d.post_attention_layernorm.weight", l);
-        ADD(b, L_DIM, 0);
-        for (int i = 0; i < 7; i++) {
-            snprintf(b, sizeof b, "model.layers.%d.%s.weight", l, lin[i]);
-            const int64_t r = i < 4 ? L_DIM : i < 6 ? L_FFN : L_DIM;
-            const int64_t c = i == 6 ? L_FFN : L_DIM;
-            ADD(b, r, c);
-        }
-    }
-    /* header */
-    size_t cap = 1 << 20, len = 0;
-    char *h = malloc(cap);
-    uint64_t off = 0;
-    len += (size_t)snprintf(h + len, cap - len, "{");
-    for (size_t i = 0; i < n; i++) {
-        const uint64_t bytes = (uint64_t)t[i].r * (uint64_t)(t[i].c ? t[i].c : 1) * 4;
-        if (t[i].c)
-            len += (size_t)snprintf(h + len, cap - len,
-                                    "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],"
-                                    "\"data_offsets\":[%llu,%llu]}",
-                                    i ? "," : "", t[i].name, (long long)t[i].r,
-                                    (long long)t[i].c, (unsigned long long)off,
-                                    (unsigned long long)(off + bytes));
-        else
-            len += (size_t)snprintf(h + len, cap - len,
-                                    "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld],"
-                                    "\"data_offsets\":[%llu,%llu]}",
-                                    i ? "," : "", t[i].name, (long long)t[i].r,
-                                    (unsigned long long)off, (unsigned long long)(off + bytes));
-        off += bytes;
-    }
-    len += (size_t)snprintf(h + len, cap - len, "}");
-    while (len % 8)
-        h[len++] = ' ';
-    FILE *f = fopen(st_path, "wb");
-    if (f == NULL)
-        die(st_path, NULL);
-    uint8_t hl[8];
-    for (int i = 0; i < 8; i++)
-        hl[i] = (uint8_t)((uint64_t)len >> (8 * i));
-    fwrite(hl, 1, 8, f);
-    fwrite(h, 1, len, f);
-    float *buf = malloc((size_t)L_FFN * L_DIM * 4);
-    for (size_t i = 0; i < n; i++) {
-        const size_t cnt = (size_t)t[i].r * (size_t)(t[i].c ? t[i].c : 1);
-        /* norms 1; Linear weights uniform with std ~ 1/sqrt(fan_in) so that
-         * activations stay finite through 20 layers */
-        const float sc = t[i].c ? 1.7f / sqrtf((float)t[i].c) : 0.0f;
-        for (size_t done = 0; done < cnt;) {
-            const size_t k = cnt - done < (size_t)L_FFN * L_DIM ? cnt - done
-                                                                 : (size_t)L_FFN * L_DIM;
-            for (size_t j = 0; j < k; j++)
-                buf[j] = t[i].c ? urand(sc) : 1.0f;
-            if (fwrite(buf, 4, k, f) != k)
-                die("write", NULL);
-            done += k;
-        }
-    }
-    if (fclose(f) != 0)
-        die("close", NULL);
-    free(buf);
-    free(h);
-    f = fopen(cfg_path, "w");
-    if (f == NULL)
-        die(cfg_path, NULL);
-    fprintf(f,
-            "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
-            "\"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d, "
-            "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
-            "\"num_key_value_heads\": %d, \"rms_norm_eps\": 1e-05, "
-            "\"max_position_embeddings\": 2048, \"rope_theta\": 10000.0, "
-            "\"tie_word_embeddings\": false, \"bos_token_id\": 1, \"hidden_act\": \"silu\"}\n",
-            L_VOCAB, L_DIM, L_FFN, L_LAYERS, L_HEADS, L_HEADS);
-    fclose(f);
-    free(cfg_path);
-    free(st_path);
+    const bench_llama d = {L_VOCAB, L_DIM, L_LAYERS, L_HEADS, L_FFN, 0, 1.7f};
+    bench_write_llama(dir, &d);
 }
 
 static void bench_model(const char *label, const char *dir, const int32_t *tok, int64_t ntok,
@@ -269,10 +149,10 @@ static void bench_model(const char *label, const char *dir, const int32_t *tok, 
     dsq_model_opts mo;
     memset(&mo, 0, sizeof mo);
     mo.nthreads = nt;
-    const double t0 = now();
+    const double t0 = bench_now();
     if (dsq_model_open(&m, dir, &mo, &err) != DSQ_OK)
-        die(dir, &err);
-    const double load = now() - t0;
+        bench_die(dir, &err);
+    const double load = bench_now() - t0;
     dsq_ppl_opts po;
     memset(&po, 0, sizeof po);
     po.n_ctx = 256;
@@ -281,7 +161,7 @@ static void bench_model(const char *label, const char *dir, const int32_t *tok, 
     po.nthreads = nt;
     dsq_ppl_result r;
     if (dsq_ppl_run(m, tok, ntok, &po, &r, NULL, &err) != DSQ_OK)
-        die(label, &err);
+        bench_die(label, &err);
     const double tps = (double)(r.n_chunks * 256) / r.seconds;
     const double gf = r.gemm_flop / (r.gemm_seconds * nt) / 1e9; /* per thread-second */
     printf("%-18s %5.1fM params  load %.2f s  %lld x 256 tokens: %8.1f tokens/s\n"
@@ -297,13 +177,13 @@ static void bench_model(const char *label, const char *dir, const int32_t *tok, 
     /* --stream-layers: the same windows, one layer in memory at a time, the
      * loading (reading and converting that layer's weights) counted in */
     mo.lazy = 1;
-    const double t1 = now();
+    const double t1 = bench_now();
     if (dsq_model_open(&m, dir, &mo, &err) != DSQ_OK)
-        die(dir, &err);
+        bench_die(dir, &err);
     dsq_ppl_result rs;
     if (dsq_ppl_run_layered(m, tok, ntok, &po, &rs, NULL, &err) != DSQ_OK)
-        die(label, &err);
-    const double ts = now() - t1;
+        bench_die(label, &err);
+    const double ts = bench_now() - t1;
     printf("%-18s --stream-layers: %.2f s (load included) vs %.2f s: ratio %.2f (target <= 1.50); "
            "same ppl: %s\n",
            "", ts, load + r.seconds, ts / (load + r.seconds), rs.ppl == r.ppl ? "yes" : "NO");
@@ -311,6 +191,7 @@ static void bench_model(const char *label, const char *dir, const int32_t *tok, 
 }
 
 int main(int argc, char **argv) {
+    bench_name = "bench_ppl";
     if (argc < 3) {
         fprintf(stderr, "usage: bench_ppl WORK_DIR SHARED_DIR [THREADS] [CHUNKS]\n");
         return 2;
@@ -358,7 +239,7 @@ int main(int argc, char **argv) {
     int64_t nev = 0;
     dsq_err err = {0};
     if (dsq_tokens_read(tpath, &ev, &nev, &err) != DSQ_OK)
-        die(tpath, &err);
+        bench_die(tpath, &err);
     static const char *const tiny[] = {"tiny-deepseek-v3", "tiny-llama"};
     for (int i = 0; i < 2; i++) {
         char rel[128];

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_util.h"
 #include "core/file.h"
 #include "formats/gguf.h"
 #include "quantize/q_blocks.h" /* internal: dsq__simd_disabled, for the scalar figures */
@@ -41,23 +42,9 @@
 #include <omp.h>
 #endif
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, const dsq_err *err) {
-    fprintf(stderr, "bench_quant: %s: %s\n", what, err ? err->text : strerror(errno));
-    exit(1);
-}
-
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static float urand(void) { /* uniform in (-1, 1) */
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)(rng >> 40) / 8388608.0f - 1.0f;
+    return bench_urand(&rng);
 }
 /* roughly gaussian (sum of 4 uniforms), std ~ scale */
 static float grand(float scale) { return (urand() + urand() + urand() + urand()) * 0.866f * scale; }
@@ -74,15 +61,15 @@ static const dsq_dtype types[] = {DSQ_DTYPE_Q8_0, DSQ_DTYPE_Q4_0, DSQ_DTYPE_Q4_K
 static double time_quant(dsq_dtype t, float *const *m, uint8_t *dst, int nt, int reps) {
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        const double t0 = now();
+        const double t0 = bench_now();
         size_t rs;
         if (dsq_quant_row_size(t, M_COLS, &rs) != DSQ_OK)
-            die("row size", NULL);
+            bench_die("row size", NULL);
         for (int i = 0; i < M_COUNT; i++)
             if (dsq_quantize_rows(t, m[i], dst + (size_t)i * rs * M_ROWS, M_ROWS, M_COLS, NULL,
                                   nt) != DSQ_OK)
-                die("quantize", NULL);
-        const double dt = now() - t0;
+                bench_die("quantize", NULL);
+        const double dt = bench_now() - t0;
         best = dt < best ? dt : best;
     }
     return best;
@@ -96,25 +83,25 @@ static void in_memory(int nt, int reps) {
         m[i] = malloc(per * sizeof(float));
         c[i] = malloc(per * sizeof(float));
         if (!m[i] || !c[i])
-            die("malloc", NULL);
+            bench_die("malloc", NULL);
         for (size_t k = 0; k < per; k++)
             m[i][k] = grand(0.02f);
         memset(c[i], 0, per * sizeof(float));
     }
     uint8_t *dst = malloc(per * M_COUNT * 34 / 32); /* Q8_0 is the largest */
     if (!dst)
-        die("malloc", NULL);
+        bench_die("malloc", NULL);
     memset(dst, 0, per * M_COUNT * 34 / 32);
 
     double tcopy = 1e30;
     for (int r = 0; r < reps + 1; r++) {
-        const double t0 = now();
+        const double t0 = bench_now();
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
 #endif
         for (int i = 0; i < M_COUNT; i++)
             memcpy(c[i], m[i], per * sizeof(float));
-        const double dt = now() - t0;
+        const double dt = bench_now() - t0;
         tcopy = dt < tcopy ? dt : tcopy;
     }
     printf("in memory: %d matrices %dx%d F32 = %.0f MB, %d thread(s), best of %d\n", M_COUNT,
@@ -152,124 +139,20 @@ static void in_memory(int nt, int reps) {
 #define L_HEADS 16
 #define L_FFN 4096
 
-typedef struct gen_tensor {
-    char name[96];
-    int64_t r, c; /* c == 0: 1-D */
-} gen_tensor;
-
-static int exists(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
+/* gaussian weights, std 1/sqrt(fan_in); the tiny models' tokenizer (1024 ids,
+ * ours) so that dsq and llama.cpp can make and read a GGUF of it */
 static void gen_llama(const char *dir, const char *shared) {
-    char *cfg_path = dsq_path_join(dir, "config.json");
-    char *st_path = dsq_path_join(dir, "model.safetensors");
-    char *tok_path = dsq_path_join(dir, "tokenizer.json");
-    if (exists(cfg_path) && exists(st_path) && exists(tok_path)) {
-        free(cfg_path);
-        free(st_path);
-        free(tok_path);
-        return;
-    }
-    fprintf(stderr, "bench_quant: generating a 1.55 GB F32 llama in %s\n", dir);
+    const bench_llama d = {L_VOCAB, L_DIM, L_LAYERS, L_HEADS, L_FFN, 1, 1.0f};
     dsq_err err = {0};
-    if (dsq_mkdir(dir, &err) != DSQ_OK)
-        die(dir, &err);
-    char *tok_src = dsq_path_join(shared, "data/tiny-models/tiny-llama/tokenizer.json");
-    if (dsq_copy_file(tok_src, dir, "tokenizer.json", &err) != DSQ_OK)
-        die(tok_src, &err);
-    free(tok_src);
-    static gen_tensor t[3 + 9 * L_LAYERS];
-    size_t n = 0;
-#define ADD(nm, R, C)                                                                              \
-    do {                                                                                           \
-        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                           \
-        t[n].r = R;                                                                                \
-        t[n].c = C;                                                                                \
-        n++;                                                                                       \
-    } while (0)
-    char b[96];
-    ADD("lm_head.weight", L_VOCAB, L_DIM);
-    ADD("model.embed_tokens.weight", L_VOCAB, L_DIM);
-    ADD("model.norm.weight", L_DIM, 0);
-    static const char *const lin[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                      "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                      "mlp.down_proj"};
-    for (int l = 0; l < L_LAYERS; l++) {
-        snprintf(b, sizeof b, "model.layers.%d.input_layernorm.weight", l);
-        ADD(b, L_DIM, 0);
-        snprintf(b, sizeof b, "model.layers.%d.post_attention_layernorm.weight", l);
-        ADD(b, L_DIM, 0);
-        for (int i = 0; i < 7; i++) {
-            snprintf(b, sizeof b, "model.layers.%d.%s.weight", l, lin[i]);
-            const int64_t r = i < 4 ? L_DIM : i < 6 ? L_FFN : L_DIM;
-            const int64_t c = i == 6 ? L_FFN : L_DIM;
-            ADD(b, r, c);
-        }
+    bench_write_llama(dir, &d);
+    char *tok_path = dsq_path_join(dir, "tokenizer.json");
+    struct stat sb;
+    if (stat(tok_path, &sb) != 0) {
+        char *tok_src = dsq_path_join(shared, "data/tiny-models/tiny-llama/tokenizer.json");
+        if (dsq_copy_file(tok_src, dir, "tokenizer.json", &err) != DSQ_OK)
+            bench_die(tok_src, &err);
+        free(tok_src);
     }
-#undef ADD
-    size_t cap = 1 << 20, len = 0;
-    char *h = malloc(cap);
-    if (!h)
-        die("malloc", NULL);
-    uint64_t off = 0;
-    len += (size_t)snprintf(h + len, cap - len, "{");
-    for (size_t i = 0; i < n; i++) {
-        const uint64_t bytes = (uint64_t)t[i].r * (uint64_t)(t[i].c ? t[i].c : 1) * 4;
-        char shape[64];
-        if (t[i].c)
-            snprintf(shape, sizeof shape, "[%lld,%lld]", (long long)t[i].r, (long long)t[i].c);
-        else
-            snprintf(shape, sizeof shape, "[%lld]", (long long)t[i].r);
-        len += (size_t)snprintf(h + len, cap - len,
-                                "%s\"%s\":{\"dtype\":\"F32\",\"shape\":%s,"
-                                "\"data_offsets\":[%llu,%llu]}",
-                                i ? "," : "", t[i].name, shape, (unsigned long long)off,
-                                (unsigned long long)(off + bytes));
-        off += bytes;
-    }
-    len += (size_t)snprintf(h + len, cap - len, "}");
-    while (len % 8)
-        h[len++] = ' ';
-    FILE *f = fopen(st_path, "wb");
-    if (f == NULL)
-        die(st_path, NULL);
-    uint8_t hl[8];
-    for (int i = 0; i < 8; i++)
-        hl[i] = (uint8_t)((uint64_t)len >> (8 * i));
-    fwrite(hl, 1, 8, f);
-    fwrite(h, 1, len, f);
-    float *buf = malloc((size_t)L_FFN * L_DIM * 4);
-    if (!buf)
-        die("malloc", NULL);
-    for (size_t i = 0; i < n; i++) {
-        const size_t cnt = (size_t)t[i].r * (size_t)(t[i].c ? t[i].c : 1);
-        const float sc = t[i].c ? 1.0f / sqrtf((float)t[i].c) : 0.0f;
-        for (size_t j = 0; j < cnt; j++)
-            buf[j] = t[i].c ? grand(sc) : 1.0f;
-        if (fwrite(buf, 4, cnt, f) != cnt)
-            die("write", NULL);
-    }
-    if (fclose(f) != 0)
-        die("close", NULL);
-    free(buf);
-    free(h);
-    f = fopen(cfg_path, "w");
-    if (f == NULL)
-        die(cfg_path, NULL);
-    fprintf(f,
-            "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
-            "\"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d, "
-            "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
-            "\"num_key_value_heads\": %d, \"head_dim\": %d, \"rms_norm_eps\": 1e-05, "
-            "\"rope_theta\": 10000.0, \"max_position_embeddings\": 2048, "
-            "\"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 2, "
-            "\"hidden_act\": \"silu\"}\n",
-            L_VOCAB, L_DIM, L_FFN, L_LAYERS, L_HEADS, L_HEADS, L_DIM / L_HEADS);
-    fclose(f);
-    free(cfg_path);
-    free(st_path);
     free(tok_path);
 }
 
@@ -281,10 +164,10 @@ static void gen_llama(const char *dir, const char *shared) {
 static double run_env(char *const argv[], int passive) {
     fflush(stdout); /* or the child's freopen writes our buffer out again */
     fflush(stderr);
-    const double t0 = now();
+    const double t0 = bench_now();
     const pid_t pid = fork();
     if (pid < 0)
-        die("fork", NULL);
+        bench_die("fork", NULL);
     if (pid == 0) {
         if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
             _exit(126);
@@ -295,8 +178,8 @@ static double run_env(char *const argv[], int passive) {
     }
     int status;
     if (waitpid(pid, &status, 0) < 0)
-        die("waitpid", NULL);
-    const double t = now() - t0;
+        bench_die("waitpid", NULL);
+    const double t = bench_now() - t0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "bench_quant: %s failed (status %d)\n", argv[0], status);
         exit(1);
@@ -312,9 +195,9 @@ static int64_t compare_gguf(const char *pa, const char *pb, int64_t *count) {
     dsq_gguf *a = NULL, *b = NULL;
     dsq_err err = {0};
     if (dsq_gguf_open(&a, pa, &err) != DSQ_OK)
-        die(pa, &err);
+        bench_die(pa, &err);
     if (dsq_gguf_open(&b, pb, &err) != DSQ_OK)
-        die(pb, &err);
+        bench_die(pb, &err);
     int64_t bad = 0;
     *count = dsq_gguf_tensor_count(a);
     for (int64_t i = 0; i < *count; i++) {
@@ -340,13 +223,14 @@ static void vs_llama(const char *dsq, const char *work, const char *shared, cons
     char *f32 = dsq_path_join(work, "quant-llama-f32.gguf");
     char nts[16];
     snprintf(nts, sizeof nts, "%d", nt);
-    if (!exists(f32)) {
+    struct stat f32_sb;
+    if (stat(f32, &f32_sb) != 0) {
         char *argv[] = {A(dsq), A("quantize"), dir, f32, A("--type"), A("F32"), A("-q"), NULL};
         run(argv);
     }
     struct stat sb;
     if (stat(f32, &sb) != 0)
-        die(f32, NULL);
+        bench_die(f32, NULL);
     printf("end to end: %s (%.2f GB F32), %d thread(s), best of %d; llama-quantize --pure on "
            "the F32 GGUF vs dsq quantize --pure on the HF checkpoint\n",
            dir, (double)sb.st_size / 1e9, nt, reps);
@@ -381,6 +265,7 @@ static void vs_llama(const char *dsq, const char *work, const char *shared, cons
 }
 
 int main(int argc, char **argv) {
+    bench_name = "bench_quant";
     if (argc < 4) {
         fprintf(stderr,
                 "usage: bench_quant DSQ_BIN WORK_DIR SHARED_DIR [THREADS] [REPS] [LLAMA_QUANTIZE]\n");
