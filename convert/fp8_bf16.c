@@ -492,6 +492,25 @@ static int is_shard_name(const ctx *c, const char *name) {
     return 0;
 }
 
+/* Removes the temporaries (.NAME.dsqtmp.XXXXXX) an earlier killed run left in
+ * dir: they are never complete and never read. */
+static dsq_status sweep_temporaries(const char *dir, dsq_err *err) {
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return dsq_err_set(err, DSQ_IO, "%s: %s", dir, strerror(errno));
+    const struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' && strstr(de->d_name, ".dsqtmp.") != NULL) {
+            char *p = dsq_path_join(dir, de->d_name);
+            if (p != NULL)
+                unlink(p);
+            free(p);
+        }
+    }
+    closedir(d);
+    return DSQ_OK;
+}
+
 /* Copies every regular file of src_dir into dst_dir, recursing into
  * subdirectories; `top` marks the checkpoint directory itself, where the
  * shards, the index, config.json and dsq's manifest are handled elsewhere.
@@ -537,6 +556,7 @@ static dsq_status copy_other_files(ctx *c, const char *src_dir, const char *dst_
                     DSQ_CHECK(unlink(dp) == 0, DSQ_IO, err, "%s: cannot replace symbolic link: %s",
                               dp, strerror(errno));
                 DSQ_TRY(dsq_mkdir(dp, err));
+                DSQ_TRY(sweep_temporaries(dp, err));
             }
             DSQ_TRY(copy_other_files(c, sp, dp, 0, depth + 1, err));
         } else if (S_ISREG(sb.st_mode)) {
@@ -572,20 +592,7 @@ static dsq_status clear_markers(const ctx *c, dsq_err *err) {
         }
         free(p);
     }
-    DIR *d = opendir(c->out_dir);
-    if (d == NULL)
-        return dsq_err_set(err, DSQ_IO, "%s: %s", c->out_dir, strerror(errno));
-    const struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' && strstr(de->d_name, ".dsqtmp.") != NULL) {
-            char *p = dsq_path_join(c->out_dir, de->d_name);
-            if (p != NULL)
-                unlink(p);
-            free(p);
-        }
-    }
-    closedir(d);
-    return DSQ_OK;
+    return sweep_temporaries(c->out_dir, err);
 }
 
 static dsq_status same_dir(const char *a, const char *b, int *same, dsq_err *err) {

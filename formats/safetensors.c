@@ -9,6 +9,7 @@
 
 #include "core/checked.h"
 #include "core/file.h"
+#include "core/json_prescan.h"
 
 struct dsq_st {
     dsq_map map;            /* zeroed when parsing a caller's buffer */
@@ -63,42 +64,10 @@ static int cmp_view_name(const void *a, const void *b) {
 }
 
 /* The header has a fixed shape: an object of objects whose only arrays (shape,
- * data_offsets) are short. Checking that on the raw text first bounds what the
- * JSON parser allocates: a 100 MB header of `[0,0,0,...` or `[[[[...` would
- * otherwise become gigabytes of JSON nodes before any rule rejected it.
- * Strings are skipped, not validated (the parser does that). Returns the
- * offset of the offending byte, or n when the header passes. */
+ * data_offsets) are short. Checking that on the raw text first
+ * (core/json_prescan.h) bounds what the JSON parser allocates. */
 #define HEADER_MAX_DEPTH 3  /* root, tensor entry or __metadata__, shape */
 #define HEADER_MAX_ARRAY 64 /* elements; far above DSQ_MAX_DIMS, checked exactly later */
-static size_t prescan_header(const uint8_t *h, size_t n, dsq_status *code, const char **why) {
-    char kind[HEADER_MAX_DEPTH + 1]; /* '{' or '[' per open level */
-    size_t commas[HEADER_MAX_DEPTH + 1];
-    int depth = 0;
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t c = h[i];
-        if (c == '"') {
-            for (i++; i < n && h[i] != '"'; i++)
-                i += h[i] == '\\';
-        } else if (c == '{' || c == '[') {
-            if (depth == HEADER_MAX_DEPTH) {
-                *code = DSQ_FORMAT;
-                *why = "JSON nested deeper than a safetensors header is";
-                return i;
-            }
-            depth++;
-            kind[depth] = (char)c;
-            commas[depth] = 0;
-        } else if (c == '}' || c == ']') {
-            depth -= depth > 0;
-        } else if (c == ',' && depth > 0 && kind[depth] == '[' &&
-                   ++commas[depth] >= HEADER_MAX_ARRAY) {
-            *code = DSQ_UNSUPPORTED;
-            *why = "an array of more than 64 elements (a shape of that many dimensions?)";
-            return i;
-        }
-    }
-    return n;
-}
 
 static char *arena_put(char **cursor, const char *s, size_t len) {
     char *dst = *cursor;
@@ -143,10 +112,15 @@ dsq_status dsq_st_parse(dsq_st **out, const uint8_t *p, size_t n, const char *la
     const uint8_t *nul = memchr(p + 8, '\0', (size_t)hlen);
     DSQ_CHECK(nul == NULL, DSQ_FORMAT, err, "%s: NUL byte in the header at byte %zu", label,
               (size_t)(nul - p));
-    dsq_status code = DSQ_OK;
-    const char *why = NULL;
-    const size_t bad = prescan_header(p + 8, (size_t)hlen, &code, &why);
-    DSQ_CHECK(bad == hlen, code, err, "%s: header has %s (at byte %zu)", label, why, 8 + bad);
+    {
+        const dsq_json_limits lim = {HEADER_MAX_DEPTH, HEADER_MAX_ARRAY, 0};
+        dsq_json_excess what;
+        const size_t bad = dsq_json_prescan(p + 8, (size_t)hlen, &lim, &what);
+        if (bad != hlen) {
+            st = dsq_json_prescan_error(err, label, &lim, what, 8 + (uint64_t)bad);
+            goto cleanup;
+        }
+    }
 
     json_error_t jerr;
     root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/file.h"
+#include "core/json_prescan.h"
 
 typedef struct name_ref {
     const char *name;
@@ -47,6 +48,17 @@ static dsq_status parse_index(dsq_ckpt *ck, const char *text, size_t len, const 
     const char *nul = memchr(text, '\0', len);
     DSQ_CHECK(nul == NULL, DSQ_FORMAT, err, "%s: NUL byte at offset %zu", index_path,
               (size_t)(nul - text));
+    {
+        /* an index is two flat objects; bound the tree jansson would build */
+        const dsq_json_limits lim = {DSQ_INDEX_MAX_DEPTH, DSQ_INDEX_MAX_ARRAY,
+                                     DSQ_INDEX_MAX_MEMBERS};
+        dsq_json_excess what;
+        const size_t bad = dsq_json_prescan((const uint8_t *)text, len, &lim, &what);
+        if (bad != len) {
+            st = dsq_json_prescan_error(err, index_path, &lim, what, bad);
+            goto cleanup;
+        }
+    }
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     DSQ_CHECK(root != NULL, DSQ_FORMAT, err, "%s: %s (line %d)", index_path, jerr.text, jerr.line);
     json_t *wm = json_object_get(root, "weight_map");

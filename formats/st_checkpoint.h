@@ -20,6 +20,12 @@
 
 #define DSQ_INDEX_JSON "model.safetensors.index.json"
 #define DSQ_INDEX_MAX_BYTES ((size_t)256 << 20)
+/* Bounds checked on the raw text before parsing (core/json_prescan.h). A real
+ * index is {"metadata": {...}, "weight_map": {...}}: DeepSeek-V3's has about
+ * about 90,000 members, so a million is ten times the largest known. */
+#define DSQ_INDEX_MAX_DEPTH 4
+#define DSQ_INDEX_MAX_ARRAY 4096
+#define DSQ_INDEX_MAX_MEMBERS ((size_t)1 << 20)
 
 typedef struct dsq_ckpt dsq_ckpt;
 

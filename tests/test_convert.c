@@ -504,8 +504,14 @@ static void test_resume_and_dry_run(void **state) {
     size_t n_before;
     uint8_t *before = tu_read_file(p2, &n_before);
 
+    /* a killed run's temporary in a copied subdirectory is swept by the next run */
+    char *stale = dsq_path_join(out, "inference/.model.py.dsqtmp.AbC123");
+    tu_write_file(stale, "half", 4);
+
     /* everything intact: both shards skipped */
     assert_int_equal(run(g.dir, out, 1, 1, 0, &s, &err), DSQ_OK);
+    assert_false(tu_file_exists(stale));
+    free(stale);
     assert_int_equal(s.shards_resumed, 2);
     assert_int_equal(s.shards_written, 0);
 

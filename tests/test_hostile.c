@@ -221,6 +221,17 @@ static void test_index_hostile(void **state) {
     strcpy(o + big, ".safetensors\"}}");
     expect_index(t, DSQ_FORMAT, "not a plain file name");
     free(t);
+    /* a million tiny members: refused on the raw text, before jansson builds
+     * a node for each (DSQ_INDEX_MAX_MEMBERS is 2^20; a real index has ~1e5) */
+    const size_t members = ((size_t)1 << 20) + 10;
+    char *wide = malloc(members * 12 + 64);
+    assert_non_null(wide);
+    char *w = wide + sprintf(wide, "{\"weight_map\":{");
+    for (size_t i = 0; i < members; i++)
+        w += sprintf(w, "%s\"%zx\":\"s\"", i ? "," : "", i);
+    strcpy(w, "}}");
+    expect_index(wide, DSQ_UNSUPPORTED, "more than 1048576 JSON object members");
+    free(wide);
     size_t shards = 0;
     dsq_err err = {0};
     static const char ok[] = "{\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s2.safetensors\","
