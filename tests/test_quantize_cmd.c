@@ -55,31 +55,11 @@
 
 /* ==== helpers =============================================================================== */
 
-static char *tmpdir;
-
-static int setup(void **state) {
-    (void)state;
-    tmpdir = tu_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rm_rf(tmpdir);
-    free(tmpdir);
-    return 0;
-}
-
-static char *tmp_path(const char *name) {
-    char *p = malloc(strlen(tmpdir) + strlen(name) + 2);
-    sprintf(p, "%s/%s", tmpdir, name);
-    return p;
-}
 
 static dsq_status run(const char *rel, const char *out_name, dsq_qz_opts *o, dsq_qz_summary *s,
                       dsq_err *err) {
     char *in = tu_shared_path(rel);
-    char *out = tmp_path(out_name);
+    char *out = tu_group_path(out_name);
     const dsq_status st = dsq_quantize_gguf(in, out, o, s, err);
     free(in);
     free(out);
@@ -93,25 +73,16 @@ static dsq_gguf *quantize_open(const char *rel, const char *out_name, dsq_qz_opt
     if (st != DSQ_OK)
         fail_msg("quantize %s: %s", rel, err.text);
     dsq_qz_summary_free(&s);
-    char *out = tmp_path(out_name);
-    dsq_gguf *g = NULL;
-    if (dsq_gguf_open(&g, out, &err) != DSQ_OK)
-        fail_msg("%s: %s", out, err.text);
+    char *out = tu_group_path(out_name);
+    dsq_gguf *g = tu_gguf_open(out);
     free(out);
     return g;
-}
-
-static const dsq_gguf_tensor *tensor(const dsq_gguf *g, const char *name) {
-    const int64_t i = dsq_gguf_find_tensor(g, name);
-    if (i < 0)
-        fail_msg("tensor %s missing", name);
-    return dsq_gguf_tensor_at(g, i);
 }
 
 /* Name, ne (the loader's create_tensor dims) and type of one tensor. */
 static void expect(const dsq_gguf *g, const char *name, dsq_dtype type, int64_t ne0, int64_t ne1,
                    int64_t ne2) {
-    const dsq_gguf_tensor *t = tensor(g, name);
+    const dsq_gguf_tensor *t = tu_gguf_tensor(g, name);
     const uint32_t nd = ne2 ? 3 : ne1 ? 2 : 1;
     if (t->n_dims != nd || t->ne[0] != ne0 || (nd > 1 && t->ne[1] != ne1) ||
         (nd > 2 && t->ne[2] != ne2))
@@ -319,7 +290,7 @@ static void test_deepseek_legacy_layout_plan(void **state) {
     }
     assert_int_equal(kvb, DS_L);
     dsq_qz_summary_free(&s);
-    char *p = tmp_path("never.gguf");
+    char *p = tu_group_path("never.gguf");
     assert_false(tu_file_exists(p)); /* dry run writes nothing */
     free(p);
 }
@@ -353,7 +324,7 @@ static void expect_q8_bytes(const dsq_gguf *g, const char *name, const float *x,
     assert_int_equal(dsq_quant_row_size(DSQ_DTYPE_Q8_0, cols, &rb), DSQ_OK);
     uint8_t *want = malloc(rb * (size_t)rows);
     assert_int_equal(dsq_quantize_rows(DSQ_DTYPE_Q8_0, x, want, rows, cols, NULL, 1), DSQ_OK);
-    const dsq_gguf_tensor *t = tensor(g, name);
+    const dsq_gguf_tensor *t = tu_gguf_tensor(g, name);
     assert_int_equal(t->dtype, DSQ_DTYPE_Q8_0);
     if (memcmp(t->data + offset, want, rb * (size_t)rows) != 0)
         fail_msg("%s: bytes differ from dsq_quantize_rows at offset %llu", name,
@@ -472,7 +443,7 @@ static void test_llama_f32_names_and_permutation(void **state) {
                  {"model.layers.0.self_attn.v_proj.weight", "blk.0.attn_v.weight", 0}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const dsq_tensor_view *v = dsq_ckpt_find(ck, cases[k].hf, NULL, NULL);
-        const dsq_gguf_tensor *t = tensor(g, cases[k].gguf);
+        const dsq_gguf_tensor *t = tu_gguf_tensor(g, cases[k].gguf);
         const int64_t rows = v->shape[0], cols = v->shape[1];
         for (int64_t r = 0; r < rows; r++) {
             const int64_t sr = cases[k].heads ? dsq_qz_permute_src_row(r, rows, cases[k].heads) : r;
@@ -584,7 +555,7 @@ static void test_rules_units(void **state) {
  * may be relative) with config.json edited by sed. */
 static char *edited_llama(const char *name, const char *sed_expr) {
     char *src = tu_shared_path(LLAMA);
-    char *dir = tmp_path(name);
+    char *dir = tu_group_path(name);
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "mkdir -p '%s' && ln -sf \"$(cd '%s' && pwd)/model.safetensors\" '%s/' && "
@@ -597,8 +568,8 @@ static char *edited_llama(const char *name, const char *sed_expr) {
 }
 
 static void expect_cli_error(const char *in, const char *extra, const char *fragment) {
-    char *out = tmp_path("bad.gguf");
-    char *errf = tmp_path("err.txt");
+    char *out = tu_group_path("bad.gguf");
+    char *errf = tu_group_path("err.txt");
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' quantize '%s' '%s' %s -q 2> '%s'", tu_dsq_bin(), in, out,
              extra, errf);
@@ -633,9 +604,9 @@ static void test_bad_input(void **state) {
     expect_cli_error(ds, "--type Q4_K --pure", "row length 64 is not a multiple of Q4_K");
     free(ds);
     /* an unsupported dtype: a one-tensor checkpoint of I32 */
-    char *dir = tmp_path("i32");
-    char *sf = tmp_path("i32/model.safetensors");
-    char *cfg = tmp_path("i32/config.json");
+    char *dir = tu_group_path("i32");
+    char *sf = tu_group_path("i32/model.safetensors");
+    char *cfg = tu_group_path("i32/config.json");
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
     assert_int_equal(tu_system(cmd), 0);
@@ -674,5 +645,5 @@ int main(void) {
         cmocka_unit_test(test_llama_preset_rules),
         cmocka_unit_test(test_bad_input),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_dir_setup, tu_group_dir_teardown);
 }

@@ -46,14 +46,7 @@
 #define DS_BF16 "data/tiny-models/tiny-deepseek-v3"
 #define STORIES "data/stories260K-gguf/stories260K.gguf"
 
-static char *tmpdir;
 static char *llama_f32; /* dsq's F32 GGUF of the tiny llama, made once */
-
-static char *tmp_path(const char *name) {
-    char *p = malloc(strlen(tmpdir) + strlen(name) + 2);
-    sprintf(p, "%s/%s", tmpdir, name);
-    return p;
-}
 
 static dsq_qz_opts opts(const char *type) {
     dsq_qz_opts o;
@@ -65,7 +58,7 @@ static dsq_qz_opts opts(const char *type) {
 
 /* Quantizes in -> tmp/out_name; fails the test on error. */
 static void quantize(const char *in, const char *out_name, const dsq_qz_opts *o) {
-    char *out = tmp_path(out_name);
+    char *out = tu_group_path(out_name);
     dsq_qz_summary s;
     dsq_err err = {0};
     if (dsq_quantize_gguf(in, out, o, &s, &err) != DSQ_OK)
@@ -75,20 +68,10 @@ static void quantize(const char *in, const char *out_name, const dsq_qz_opts *o)
 }
 
 static dsq_gguf *open_tmp(const char *name) {
-    char *p = tmp_path(name);
-    dsq_gguf *g = NULL;
-    dsq_err err = {0};
-    if (dsq_gguf_open(&g, p, &err) != DSQ_OK)
-        fail_msg("%s: %s", p, err.text);
+    char *p = tu_group_path(name);
+    dsq_gguf *g = tu_gguf_open(p);
     free(p);
     return g;
-}
-
-static const dsq_gguf_tensor *tensor(const dsq_gguf *g, const char *name) {
-    const int64_t i = dsq_gguf_find_tensor(g, name);
-    if (i < 0)
-        fail_msg("tensor %s missing", name);
-    return dsq_gguf_tensor_at(g, i);
 }
 
 /* Every tensor of a and b: same names in the same order, types, shapes and bytes. */
@@ -115,7 +98,7 @@ static int files_equal(const char *a, const char *b) {
 
 /* Runs `dsq ARGS` (ARGS already quoted); returns the exit status; stderr in tmp/err.txt. */
 static int run_dsq(const char *args) {
-    char *errf = tmp_path("err.txt");
+    char *errf = tu_group_path("err.txt");
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "'%s' %s > /dev/null 2> '%s'", tu_dsq_bin(), args, errf);
     free(errf);
@@ -124,7 +107,7 @@ static int run_dsq(const char *args) {
 
 /* stderr of the last run_dsq is one line containing fragment. */
 static void expect_one_line(const char *fragment) {
-    char *errf = tmp_path("err.txt");
+    char *errf = tu_group_path("err.txt");
     size_t n = 0;
     char *msg = (char *)tu_read_file(errf, &n);
     msg = realloc(msg, n + 1);
@@ -136,20 +119,17 @@ static void expect_one_line(const char *fragment) {
 }
 
 static int setup(void **state) {
-    (void)state;
-    tmpdir = tu_mkdtemp();
+    tu_group_dir_setup(state);
     char *in = tu_shared_path(LLAMA);
     dsq_qz_opts o = opts("F32");
     quantize(in, "llama-f32.gguf", &o);
     free(in);
-    llama_f32 = tmp_path("llama-f32.gguf");
+    llama_f32 = tu_group_path("llama-f32.gguf");
     return 0;
 }
 
 static int teardown(void **state) {
-    (void)state;
-    tu_rm_rf(tmpdir);
-    free(tmpdir);
+    tu_group_dir_teardown(state);
     free(llama_f32);
     return 0;
 }
@@ -179,7 +159,7 @@ static const json_t *meta_value(const json_t *root, const char *key, const char 
 static void test_inspect_gguf_json(void **state) {
     (void)state;
     char *in = tu_shared_path(STORIES);
-    char *out = tmp_path("inspect.json");
+    char *out = tu_group_path("inspect.json");
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' inspect --json '%s' > '%s'", tu_dsq_bin(), in, out);
     assert_int_equal(tu_system(cmd), 0);
@@ -241,7 +221,7 @@ static void test_inspect_gguf_json(void **state) {
              tu_dsq_bin(), in, out, out, out, out);
     assert_int_equal(tu_system(cmd), 0);
     /* a truncated copy: exit 3, one line */
-    char *bad = tmp_path("truncated.gguf");
+    char *bad = tu_group_path("truncated.gguf");
     snprintf(cmd, sizeof cmd, "head -c 5000 '%s' > '%s'", in, bad);
     assert_int_equal(tu_system(cmd), 0);
     snprintf(cmd, sizeof cmd, "inspect '%s'", bad);
@@ -260,7 +240,7 @@ static void test_gguf_input_same_as_checkpoint(void **state) {
     dsq_qz_opts o = opts("Q4_K_M");
     quantize(in, "hf-q4km.gguf", &o);
     quantize(llama_f32, "gguf-q4km.gguf", &o);
-    char *a = tmp_path("hf-q4km.gguf"), *b = tmp_path("gguf-q4km.gguf");
+    char *a = tu_group_path("hf-q4km.gguf"), *b = tu_group_path("gguf-q4km.gguf");
     assert_true(files_equal(a, b)); /* whole file: metadata, layout, every block */
     free(a);
     free(b);
@@ -269,16 +249,16 @@ static void test_gguf_input_same_as_checkpoint(void **state) {
      * same (general.file_type and quantization_version are re-set to the same values) */
     o = opts("Q8_0");
     quantize(in, "hf-q8.gguf", &o);
-    char *q8 = tmp_path("hf-q8.gguf");
+    char *q8 = tu_group_path("hf-q8.gguf");
     quantize(q8, "q8-again.gguf", &o);
-    a = tmp_path("q8-again.gguf");
+    a = tu_group_path("q8-again.gguf");
     assert_true(files_equal(q8, a));
     free(a);
     free(in);
 
     /* requantizing: refused by default (exit 3, nothing written), as llama-quantize */
     char args[4096];
-    char *out = tmp_path("requant.gguf");
+    char *out = tu_group_path("requant.gguf");
     snprintf(args, sizeof args, "quantize '%s' '%s' --type Q4_K_M -q", q8, out);
     assert_int_equal(run_dsq(args), 3);
     expect_one_line("requantizing is disabled");
@@ -288,8 +268,8 @@ static void test_gguf_input_same_as_checkpoint(void **state) {
     o.allow_requantize = 1;
     quantize(q8, "requant.gguf", &o);
     dsq_gguf *src = open_tmp("hf-q8.gguf"), *g = open_tmp("requant.gguf");
-    const dsq_gguf_tensor *s = tensor(src, "blk.0.ffn_gate.weight");
-    const dsq_gguf_tensor *t = tensor(g, "blk.0.ffn_gate.weight");
+    const dsq_gguf_tensor *s = tu_gguf_tensor(src, "blk.0.ffn_gate.weight");
+    const dsq_gguf_tensor *t = tu_gguf_tensor(g, "blk.0.ffn_gate.weight");
     assert_int_equal(s->dtype, DSQ_DTYPE_Q8_0);
     assert_int_equal(t->dtype, DSQ_DTYPE_Q4_K);
     const int64_t n = s->ne[0] * s->ne[1];
@@ -351,7 +331,7 @@ static size_t legacy_fixture(uint8_t *buf) {
 }
 
 static dsq_imatrix *load_ok(const char *name) {
-    char *p = tmp_path(name);
+    char *p = tu_group_path(name);
     dsq_imatrix *m = NULL;
     dsq_err err = {0};
     if (dsq_imatrix_load(&m, p, &err) != DSQ_OK)
@@ -374,7 +354,7 @@ static void expect_values(const dsq_imatrix *m, const char *name, const float *w
 static void test_imatrix_legacy_by_hand(void **state) {
     (void)state;
     uint8_t buf[512];
-    char *p = tmp_path("hand.dat");
+    char *p = tu_group_path("hand.dat");
     tu_write_file(p, buf, legacy_fixture(buf));
     dsq_imatrix *m = load_ok("hand.dat");
     static const float a[4] = {1, 2, 0.5f, 0}, b[2] = {3, 5}, a2[4] = {1, 1, 1, 1};
@@ -395,7 +375,7 @@ static void test_imatrix_legacy_by_hand(void **state) {
 static void write_gguf_imatrix(const char *name, int with_keys, int drop_counts) {
     dsq_gguf_writer *w = NULL;
     dsq_err err = {0};
-    char *dir = strdup(tmpdir);
+    char *dir = strdup(tu_group_dir);
     static const char *const ds[2] = {"calib.txt", "other.txt"};
     static const float ws[8] = {2, 4, 6, 8, 1, 1, 1, 1}, wc[2] = {2, 0}, vs[2] = {9, 3},
                        vc[1] = {3}, other[1] = {42};
@@ -447,7 +427,7 @@ static void test_imatrix_gguf_by_hand(void **state) {
 }
 
 static void expect_load_error(const char *name, const char *fragment) {
-    char *p = tmp_path(name);
+    char *p = tu_group_path(name);
     dsq_imatrix *m = NULL;
     dsq_err err = {0};
     assert_int_equal(dsq_imatrix_load(&m, p, &err), DSQ_FORMAT);
@@ -458,7 +438,7 @@ static void expect_load_error(const char *name, const char *fragment) {
 }
 
 static void write_bytes(const char *name, const void *b, size_t n) {
-    char *p = tmp_path(name);
+    char *p = tu_group_path(name);
     tu_write_file(p, b, n);
     free(p);
 }
@@ -494,7 +474,7 @@ static void test_imatrix_corrupt(void **state) {
     expect_load_error("nokeys.gguf", "not an importance matrix");
     write_gguf_imatrix("nocounts.gguf", 1, 1);
     expect_load_error("nocounts.gguf", "mismatched sums and counts");
-    char *missing = tmp_path("does-not-exist.dat");
+    char *missing = tu_group_path("does-not-exist.dat");
     dsq_imatrix *m = NULL;
     assert_int_not_equal(dsq_imatrix_load(&m, missing, NULL), DSQ_OK);
     free(missing);
@@ -518,7 +498,7 @@ static void write_llama_imatrices(const char *legacy, const char *gguf, int wron
     size_t cap = 1 << 20;
     uint8_t *buf = malloc(cap), *p = buf;
     dsq_gguf_writer *w = NULL;
-    char *dir = strdup(tmpdir);
+    char *dir = strdup(tu_group_dir);
     static const char *const ds[1] = {"hand-made"};
     assert_int_equal(dsq_gguf_writer_init(&w, NULL), DSQ_OK);
     assert_int_equal(dsq_gguf_writer_add_arr_str(w, "imatrix.datasets", ds, NULL, 1, NULL), DSQ_OK);
@@ -590,7 +570,7 @@ static int64_t get_i64(const dsq_gguf *g, const char *key) {
 static void test_imatrix_quantize(void **state) {
     (void)state;
     write_llama_imatrices("llama.dat", "llama.imatrix.gguf", 0);
-    char *dat = tmp_path("llama.dat"), *gim = tmp_path("llama.imatrix.gguf");
+    char *dat = tu_group_path("llama.dat"), *gim = tu_group_path("llama.imatrix.gguf");
     char *hf = tu_shared_path(LLAMA);
     dsq_qz_opts o = opts("Q4_K_M");
     o.imatrix = dat;
@@ -618,7 +598,7 @@ static void test_imatrix_quantize(void **state) {
     assert_int_equal(dsq_gguf_open(&src, llama_f32, &err), DSQ_OK);
     static const char *const names[2] = {"blk.0.ffn_down.weight", "blk.3.attn_v.weight"};
     for (int k = 0; k < 2; k++) {
-        const dsq_gguf_tensor *s = tensor(src, names[k]), *t = tensor(a, names[k]);
+        const dsq_gguf_tensor *s = tu_gguf_tensor(src, names[k]), *t = tu_gguf_tensor(a, names[k]);
         float *imx = malloc((size_t)s->ne[0] * sizeof *imx);
         for (int64_t j = 0; j < s->ne[0]; j++)
             imx[j] = hand_weight(j);
@@ -628,15 +608,15 @@ static void test_imatrix_quantize(void **state) {
                          DSQ_OK);
         assert_memory_equal(q, t->data, t->nbytes);
         /* and the imatrix changed them */
-        assert_true(memcmp(q, tensor(none, names[k])->data, t->nbytes) != 0);
+        assert_true(memcmp(q, tu_gguf_tensor(none, names[k])->data, t->nbytes) != 0);
         free(q);
         free(imx);
     }
-    assert_int_equal(tensor(a, names[0])->dtype, DSQ_DTYPE_Q4_K);
-    assert_int_equal(tensor(a, names[1])->dtype, DSQ_DTYPE_Q6_K);
-    assert_memory_equal(tensor(a, "token_embd.weight")->data,
-                        tensor(none, "token_embd.weight")->data,
-                        tensor(none, "token_embd.weight")->nbytes);
+    assert_int_equal(tu_gguf_tensor(a, names[0])->dtype, DSQ_DTYPE_Q4_K);
+    assert_int_equal(tu_gguf_tensor(a, names[1])->dtype, DSQ_DTYPE_Q6_K);
+    assert_memory_equal(tu_gguf_tensor(a, "token_embd.weight")->data,
+                        tu_gguf_tensor(none, "token_embd.weight")->data,
+                        tu_gguf_tensor(none, "token_embd.weight")->nbytes);
     dsq_gguf_close(a);
     dsq_gguf_close(b);
     dsq_gguf_close(none);
@@ -646,13 +626,13 @@ static void test_imatrix_quantize(void **state) {
      * different from tensor size 256"; so do we (exit 3, nothing written) */
     write_llama_imatrices("wrong.dat", "wrong.imatrix.gguf", 1);
     char args[4096];
-    char *w = tmp_path("wrong.dat"), *out = tmp_path("never.gguf");
+    char *w = tu_group_path("wrong.dat"), *out = tu_group_path("never.gguf");
     snprintf(args, sizeof args, "quantize '%s' '%s' --type Q4_K_M --imatrix '%s' -q", hf, out, w);
     assert_int_equal(run_dsq(args), 3);
     expect_one_line("imatrix entry 'blk.1.attn_q.weight' has 128 values but the tensor needs 256");
     assert_false(tu_file_exists(out));
     free(w);
-    w = tmp_path("wrong.imatrix.gguf");
+    w = tu_group_path("wrong.imatrix.gguf");
     snprintf(args, sizeof args, "quantize '%s' '%s' --type Q4_K_M --imatrix '%s' -q", llama_f32,
              out, w);
     assert_int_equal(run_dsq(args), 3);
@@ -669,7 +649,7 @@ static void test_imatrix_quantize(void **state) {
     put_i32(&p, 4);
     put_f32s(&p, one, 4);
     write_bytes("alien.dat", buf, (size_t)(p - buf));
-    char *alien = tmp_path("alien.dat");
+    char *alien = tu_group_path("alien.dat");
     o.imatrix = alien;
     quantize(hf, "im-alien.gguf", &o);
     a = open_tmp("im-alien.gguf");
@@ -679,7 +659,7 @@ static void test_imatrix_quantize(void **state) {
     dsq_gguf_close(a);
     dsq_gguf_close(none);
     /* a corrupt imatrix on the command line: exit 3, one line, nothing written */
-    char *cut = tmp_path("cut.dat");
+    char *cut = tu_group_path("cut.dat");
     write_bytes("cut.dat", buf, 20);
     snprintf(args, sizeof args, "quantize '%s' '%s' --type Q4_K_M --imatrix '%s' -q", hf, out,
              cut);
@@ -709,7 +689,7 @@ static void test_imatrix_matches_llama_quantize(void **state) {
         dsq_qz_opts o = opts(ref[i].type);
         o.imatrix = "tests/data/tiny-llama.imatrix.dat"; /* as given to llama-quantize */
         quantize(hf, "ref.gguf", &o);
-        char *p = tmp_path("ref.gguf");
+        char *p = tu_group_path("ref.gguf");
         uint64_t h = 0, n = 0;
         assert_int_equal(dsq_file_xxh64(p, &h, &n, NULL), DSQ_OK);
         if (h != ref[i].xxh64 || n != ref[i].size)
@@ -730,9 +710,9 @@ static void test_imatrix_experts(void **state) {
     o.mla_legacy = 1;
     quantize(ds, "ds-f32.gguf", &o);
     free(ds);
-    char *f32 = tmp_path("ds-f32.gguf");
+    char *f32 = tu_group_path("ds-f32.gguf");
     dsq_gguf *src = open_tmp("ds-f32.gguf");
-    const dsq_gguf_tensor *s = tensor(src, "blk.1.ffn_up_exps.weight");
+    const dsq_gguf_tensor *s = tu_gguf_tensor(src, "blk.1.ffn_up_exps.weight");
     const int64_t ne0 = s->ne[0], ne1 = s->ne[1], nx = s->ne[2];
     assert_int_equal(nx, 8);
     /* in_sum2[e][j] = (e + 1) * (1 + j % 5), counts[e] = e + 1 except expert 3: 0 */
@@ -750,7 +730,7 @@ static void test_imatrix_experts(void **state) {
     assert_int_equal(dsq_gguf_writer_add_tensor(w, "blk.1.ffn_up_exps.weight.counts",
                                                 DSQ_DTYPE_F32, 2, ne_c, NULL),
                      DSQ_OK);
-    assert_int_equal(dsq_gguf_writer_begin(w, tmpdir, "exps.imatrix.gguf", NULL), DSQ_OK);
+    assert_int_equal(dsq_gguf_writer_begin(w, tu_group_dir, "exps.imatrix.gguf", NULL), DSQ_OK);
     float *want = malloc((size_t)(ne0 * nx) * sizeof *want);
     for (int64_t e = 0; e < nx; e++)
         for (int64_t j = 0; j < ne0; j++) {
@@ -766,11 +746,11 @@ static void test_imatrix_experts(void **state) {
     dsq_gguf_writer_free(w);
 
     o = opts("Q4_K_M");
-    char *im = tmp_path("exps.imatrix.gguf");
+    char *im = tu_group_path("exps.imatrix.gguf");
     o.imatrix = im;
     quantize(f32, "ds-im.gguf", &o);
     dsq_gguf *g = open_tmp("ds-im.gguf");
-    const dsq_gguf_tensor *t = tensor(g, "blk.1.ffn_up_exps.weight");
+    const dsq_gguf_tensor *t = tu_gguf_tensor(g, "blk.1.ffn_up_exps.weight");
     const size_t slice = t->nbytes / (size_t)nx;
     uint8_t *q = malloc(slice);
     for (int64_t e = 0; e < nx; e++) {
@@ -838,13 +818,13 @@ static void test_split(void **state) {
     dsq_gguf_close(whole);
 
     /* a limit below one tensor: exit 3, one line, no split left behind */
-    char args[4096], *out = tmp_path("small.gguf");
+    char args[4096], *out = tu_group_path("small.gguf");
     snprintf(args, sizeof args, "quantize '%s' '%s' --type Q8_0 --split-max-size 100000 -q",
              llama_f32, out);
     assert_int_equal(run_dsq(args), 3);
     expect_one_line("more than --split-max-size");
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q small", tmpdir);
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q small", tu_group_dir);
     assert_int_not_equal(tu_system(cmd), 0);
     /* bad sizes are usage errors */
     static const char *const bad[] = {"0", "12K", "M", "-5M", "1.5G"};

@@ -294,7 +294,6 @@ static void test_every_truncation(void **state) {
 
 /* ---- dsq quantize of the tiny llama with this tokenizer.model ----------------------------- */
 
-static char *tmpdir;
 
 static char *join(const char *a, const char *b) {
     char *p = malloc(strlen(a) + strlen(b) + 2);
@@ -314,7 +313,7 @@ static void put_str(const char *dir, const char *name, const char *s) {
 
 /* A checkpoint directory: the tiny llama's config.json and weights plus small_model. */
 static char *make_ckpt(const char *name) {
-    char *dir = join(tmpdir, name), *rel = tu_shared_path(LLAMA);
+    char *dir = join(tu_group_dir, name), *rel = tu_shared_path(LLAMA);
     /* absolute, so the weights' symlink does not depend on the working directory */
     char *src_dir = realpath(rel, NULL);
     assert_non_null(src_dir);
@@ -592,19 +591,6 @@ static void test_quantize_llama_hf_vocab_refused(void **state) {
     free(dir);
 }
 
-static int setup(void **state) {
-    (void)state;
-    tmpdir = tu_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rm_rf(tmpdir);
-    free(tmpdir);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_small),
@@ -619,5 +605,5 @@ int main(void) {
         cmocka_unit_test(test_quantize_spm_too_many_pieces),
         cmocka_unit_test(test_quantize_llama_hf_vocab_refused),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_dir_setup, tu_group_dir_teardown);
 }

@@ -38,14 +38,13 @@
 #define UNDER_SANITIZER 0
 #endif
 
-static char *tmpdir;
 
 /* dsq quantize MODEL OUT --type TYPE [extra]; returns the owned output path. */
 static char *make_gguf(const char *model, const char *type, const char *extra) {
     char rel[160], name[160], cmd[2048];
     snprintf(rel, sizeof rel, "data/tiny-models/%s", model);
     snprintf(name, sizeof name, "%s-%s%s.gguf", model, type, extra[0] ? "-legacy" : "");
-    char *in = tu_shared_path(rel), *out = dsq_path_join(tmpdir, name);
+    char *in = tu_shared_path(rel), *out = dsq_path_join(tu_group_dir, name);
     snprintf(cmd, sizeof cmd, "'%s' quantize '%s' '%s' --type %s %s >/dev/null 2>&1",
              tu_dsq_bin(), in, out, type, extra);
     assert_int_equal(tu_system(cmd), 0);
@@ -291,7 +290,7 @@ static void test_gguf_errors(void **state) {
     char *p = make_gguf("tiny-llama", "F32", "");
     size_t len = 0;
     uint8_t *buf = tu_read_file(p, &len);
-    char *bad = dsq_path_join(tmpdir, "trunc.gguf");
+    char *bad = dsq_path_join(tu_group_dir, "trunc.gguf");
     tu_write_file(bad, buf, len / 2);
     dsq_wsource *ws = NULL;
     dsq_err err = {0};
@@ -326,12 +325,12 @@ static char *tiny_gguf(const char *name, const char *arch, int full, int64_t hea
     const int64_t ne[2] = {8, 16};
     assert_int_equal(dsq_gguf_writer_add_tensor(w, "token_embd.weight", DSQ_DTYPE_F32, 2, ne, &err),
                      DSQ_OK);
-    assert_int_equal(dsq_gguf_writer_begin(w, tmpdir, name, &err), DSQ_OK);
+    assert_int_equal(dsq_gguf_writer_begin(w, tu_group_dir, name, &err), DSQ_OK);
     float zero[8 * 16] = {0};
     assert_int_equal(dsq_gguf_writer_write(w, zero, sizeof zero, &err), DSQ_OK);
     assert_int_equal(dsq_gguf_writer_commit(w, &err), DSQ_OK);
     dsq_gguf_writer_free(w);
-    return dsq_path_join(tmpdir, name);
+    return dsq_path_join(tu_group_dir, name);
 }
 
 static void test_gguf_metadata_errors(void **state) {
@@ -368,19 +367,6 @@ static void test_gguf_metadata_errors(void **state) {
     free(p);
 }
 
-static int setup(void **state) {
-    (void)state;
-    tmpdir = tu_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rm_rf(tmpdir);
-    free(tmpdir);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gguf_tensors_and_config),
@@ -389,5 +375,5 @@ int main(void) {
         cmocka_unit_test(test_gguf_errors),
         cmocka_unit_test(test_gguf_metadata_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_dir_setup, tu_group_dir_teardown);
 }

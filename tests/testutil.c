@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "formats/gguf.h"
+
 char *tu_shared_path(const char *rel) {
     const char *root = getenv("DSQ_SHARED");
     if (root == NULL || root[0] == '\0')
@@ -90,4 +92,44 @@ const char *tu_dsq_bin(void) {
 int tu_file_exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0;
+}
+
+char *tu_group_dir = NULL;
+
+int tu_group_dir_setup(void **state) {
+    (void)state;
+    tu_group_dir = tu_mkdtemp();
+    return 0;
+}
+
+int tu_group_dir_teardown(void **state) {
+    (void)state;
+    if (tu_group_dir != NULL)
+        tu_rm_rf(tu_group_dir);
+    free(tu_group_dir);
+    tu_group_dir = NULL;
+    return 0;
+}
+
+char *tu_group_path(const char *name) {
+    const size_t n = strlen(tu_group_dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    assert_non_null(p);
+    snprintf(p, n, "%s/%s", tu_group_dir, name);
+    return p;
+}
+
+dsq_gguf *tu_gguf_open(const char *path) {
+    dsq_gguf *g = NULL;
+    dsq_err err = {0};
+    if (dsq_gguf_open(&g, path, &err) != DSQ_OK)
+        fail_msg("%s: %s", path, err.text);
+    return g;
+}
+
+const dsq_gguf_tensor *tu_gguf_tensor(const dsq_gguf *g, const char *name) {
+    const int64_t i = dsq_gguf_find_tensor(g, name);
+    if (i < 0)
+        fail_msg("tensor %s missing", name);
+    return dsq_gguf_tensor_at(g, i);
 }

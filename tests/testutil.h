@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "formats/gguf.h"
+
 /* "$DSQ_SHARED/<rel>" (DSQ_SHARED defaults to ../shared). Fails the test,
  * loudly, when the file does not exist: CI always has ../shared. Caller frees. */
 char *tu_shared_path(const char *rel);
@@ -20,5 +22,18 @@ int tu_system(const char *cmd);
 /* Path of the dsq binary under test ($DSQ_BIN, default ./dsq). */
 const char *tu_dsq_bin(void);
 int tu_file_exists(const char *path);
+
+/* For suites that write files: a group setup/teardown pair giving the whole
+ * group one fresh directory, tu_group_dir, removed afterwards. */
+extern char *tu_group_dir;
+int tu_group_dir_setup(void **state);
+int tu_group_dir_teardown(void **state);
+/* "tu_group_dir/name"; caller frees. */
+char *tu_group_path(const char *name);
+
+/* Opens a GGUF file or fails the test naming it. */
+dsq_gguf *tu_gguf_open(const char *path);
+/* The tensor `name` of g, or fails the test. */
+const dsq_gguf_tensor *tu_gguf_tensor(const dsq_gguf *g, const char *name);
 
 #endif
