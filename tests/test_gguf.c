@@ -48,14 +48,6 @@ static const dsq_gguf_tensor *tensor(const dsq_gguf *g, const char *name) {
     return dsq_gguf_tensor_at(g, i);
 }
 
-static uint32_t get_u32(const dsq_gguf *g, const char *key) {
-    uint32_t v = 0;
-    dsq_err err = {0};
-    if (dsq_gguf_get_u32(g, key, &v, &err) != DSQ_OK)
-        fail_msg("%s", err.text);
-    return v;
-}
-
 static int str_eq(const char *s, size_t len, const char *want) {
     return len == strlen(want) && memcmp(s, want, len) == 0;
 }
@@ -79,14 +71,14 @@ static void test_stories_metadata(void **state) {
     assert_int_equal(dsq_gguf_tensor_count(g), 48);
     assert_int_equal(dsq_gguf_size(g), 1185376);
 
-    assert_int_equal(get_u32(g, "llama.embedding_length"), 64);
-    assert_int_equal(get_u32(g, "llama.feed_forward_length"), 172);
-    assert_int_equal(get_u32(g, "llama.block_count"), 5);
-    assert_int_equal(get_u32(g, "llama.attention.head_count"), 8);
-    assert_int_equal(get_u32(g, "llama.attention.head_count_kv"), 4);
-    assert_int_equal(get_u32(g, "llama.context_length"), 2048);
-    assert_int_equal(get_u32(g, "tokenizer.ggml.bos_token_id"), 1);
-    assert_int_equal(get_u32(g, "tokenizer.ggml.eos_token_id"), 2);
+    assert_int_equal(tu_gguf_u32(g, "llama.embedding_length"), 64);
+    assert_int_equal(tu_gguf_u32(g, "llama.feed_forward_length"), 172);
+    assert_int_equal(tu_gguf_u32(g, "llama.block_count"), 5);
+    assert_int_equal(tu_gguf_u32(g, "llama.attention.head_count"), 8);
+    assert_int_equal(tu_gguf_u32(g, "llama.attention.head_count_kv"), 4);
+    assert_int_equal(tu_gguf_u32(g, "llama.context_length"), 2048);
+    assert_int_equal(tu_gguf_u32(g, "tokenizer.ggml.bos_token_id"), 1);
+    assert_int_equal(tu_gguf_u32(g, "tokenizer.ggml.eos_token_id"), 2);
     float eps = 0;
     assert_int_equal(dsq_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &eps, NULL),
                      DSQ_OK);
@@ -218,7 +210,7 @@ static void test_stories_tensors(void **state) {
 static void test_quantized_files(void **state) {
     (void)state;
     dsq_gguf *g = open_shared(QV "stories260K-q8_0.gguf");
-    assert_int_equal(get_u32(g, "general.file_type"), 7); /* MOSTLY_Q8_0 */
+    assert_int_equal(tu_gguf_u32(g, "general.file_type"), 7); /* MOSTLY_Q8_0 */
     const dsq_gguf_tensor *t = tensor(g, "token_embd.weight");
     assert_int_equal(t->dtype, DSQ_DTYPE_Q8_0);
     assert_int_equal(t->ggml_type, 8);
@@ -233,7 +225,7 @@ static void test_quantized_files(void **state) {
     dsq_gguf_close(g);
 
     g = open_shared(QV "stories260K-q4_0.gguf");
-    assert_int_equal(get_u32(g, "general.file_type"), 2); /* MOSTLY_Q4_0 */
+    assert_int_equal(tu_gguf_u32(g, "general.file_type"), 2); /* MOSTLY_Q4_0 */
     t = tensor(g, "token_embd.weight");
     assert_int_equal(t->dtype, DSQ_DTYPE_Q4_0);
     assert_int_equal(t->nbytes, 512 * 2 * 18);

@@ -94,30 +94,12 @@ static void expect(const dsq_gguf *g, const char *name, dsq_dtype type, int64_t 
                  dsq_dtype_name(type));
 }
 
-static uint32_t get_u32(const dsq_gguf *g, const char *key) {
-    uint32_t v = 0;
-    dsq_err err = {0};
-    if (dsq_gguf_get_u32(g, key, &v, &err) != DSQ_OK)
-        fail_msg("%s: %s", key, err.text);
-    return v;
-}
-
 static float get_f32(const dsq_gguf *g, const char *key) {
     float v = 0;
     dsq_err err = {0};
     if (dsq_gguf_get_f32(g, key, &v, &err) != DSQ_OK)
         fail_msg("%s: %s", key, err.text);
     return v;
-}
-
-static void expect_str(const dsq_gguf *g, const char *key, const char *want) {
-    const char *s;
-    size_t n;
-    dsq_err err = {0};
-    if (dsq_gguf_get_str(g, key, &s, &n, &err) != DSQ_OK)
-        fail_msg("%s: %s", key, err.text);
-    if (n != strlen(want) || memcmp(s, want, n) != 0)
-        fail_msg("%s = '%.*s', expected '%s'", key, (int)n, s, want);
 }
 
 static dsq_qz_opts opts(const char *type) {
@@ -185,41 +167,41 @@ static void check_ds_tensors(const dsq_gguf *g, int legacy, int q4km) {
 }
 
 static void check_ds_keys(const dsq_gguf *g, int legacy, uint32_t ftype) {
-    expect_str(g, "general.architecture", "deepseek2");
-    assert_int_equal(get_u32(g, "general.file_type"), ftype);
-    assert_int_equal(get_u32(g, "general.quantization_version"), 2);
-    assert_int_equal(get_u32(g, "deepseek2.block_count"), DS_L);
-    assert_int_equal(get_u32(g, "deepseek2.context_length"), 1024);
-    assert_int_equal(get_u32(g, "deepseek2.embedding_length"), DS_E);
-    assert_int_equal(get_u32(g, "deepseek2.feed_forward_length"), DS_FF);
-    assert_int_equal(get_u32(g, "deepseek2.attention.head_count"), DS_H);
-    assert_int_equal(get_u32(g, "deepseek2.attention.head_count_kv"), legacy ? DS_H : 1);
-    assert_int_equal(get_u32(g, "deepseek2.leading_dense_block_count"), 1);
-    assert_int_equal(get_u32(g, "deepseek2.vocab_size"), DS_VOCAB);
-    assert_int_equal(get_u32(g, "deepseek2.attention.q_lora_rank"), DS_QL);
-    assert_int_equal(get_u32(g, "deepseek2.attention.kv_lora_rank"), DS_KVL);
-    assert_int_equal(get_u32(g, "deepseek2.attention.key_length"),
+    tu_gguf_expect_str(g, "general.architecture", "deepseek2");
+    assert_int_equal(tu_gguf_u32(g, "general.file_type"), ftype);
+    assert_int_equal(tu_gguf_u32(g, "general.quantization_version"), 2);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.block_count"), DS_L);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.context_length"), 1024);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.embedding_length"), DS_E);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.feed_forward_length"), DS_FF);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.attention.head_count"), DS_H);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.attention.head_count_kv"), legacy ? DS_H : 1);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.leading_dense_block_count"), 1);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.vocab_size"), DS_VOCAB);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.attention.q_lora_rank"), DS_QL);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.attention.kv_lora_rank"), DS_KVL);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.attention.key_length"),
                      legacy ? DS_NOPE + DS_ROPE : DS_KVL + DS_ROPE);
-    assert_int_equal(get_u32(g, "deepseek2.attention.value_length"), legacy ? DS_V : DS_KVL);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.attention.value_length"), legacy ? DS_V : DS_KVL);
     if (!legacy) {
-        assert_int_equal(get_u32(g, "deepseek2.attention.key_length_mla"), DS_NOPE + DS_ROPE);
-        assert_int_equal(get_u32(g, "deepseek2.attention.value_length_mla"), DS_V);
+        assert_int_equal(tu_gguf_u32(g, "deepseek2.attention.key_length_mla"), DS_NOPE + DS_ROPE);
+        assert_int_equal(tu_gguf_u32(g, "deepseek2.attention.value_length_mla"), DS_V);
     }
-    assert_int_equal(get_u32(g, "deepseek2.expert_feed_forward_length"), DS_FFX);
-    assert_int_equal(get_u32(g, "deepseek2.expert_count"), DS_X);
-    assert_int_equal(get_u32(g, "deepseek2.expert_used_count"), 2);
-    assert_int_equal(get_u32(g, "deepseek2.expert_shared_count"), 1);
-    assert_int_equal(get_u32(g, "deepseek2.expert_group_count"), 2);
-    assert_int_equal(get_u32(g, "deepseek2.expert_group_used_count"), 1);
-    assert_int_equal(get_u32(g, "deepseek2.expert_gating_func"), 2); /* sigmoid */
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.expert_feed_forward_length"), DS_FFX);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.expert_count"), DS_X);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.expert_used_count"), 2);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.expert_shared_count"), 1);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.expert_group_count"), 2);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.expert_group_used_count"), 1);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.expert_gating_func"), 2); /* sigmoid */
     assert_true(get_f32(g, "deepseek2.expert_weights_scale") == 2.5f);
     bool b = false;
     assert_int_equal(dsq_gguf_get_bool(g, "deepseek2.expert_weights_norm", &b, NULL), DSQ_OK);
     assert_true(b);
-    assert_int_equal(get_u32(g, "deepseek2.rope.dimension_count"), DS_ROPE);
-    expect_str(g, "deepseek2.rope.scaling.type", "yarn");
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.rope.dimension_count"), DS_ROPE);
+    tu_gguf_expect_str(g, "deepseek2.rope.scaling.type", "yarn");
     assert_true(get_f32(g, "deepseek2.rope.scaling.factor") == 4.0f);
-    assert_int_equal(get_u32(g, "deepseek2.rope.scaling.original_context_length"), 256);
+    assert_int_equal(tu_gguf_u32(g, "deepseek2.rope.scaling.original_context_length"), 256);
     assert_true(get_f32(g, "deepseek2.rope.scaling.yarn_log_multiplier") == 0.1f);
     assert_true(get_f32(g, "deepseek2.rope.freq_base") == 10000.0f);
     assert_true(get_f32(g, "deepseek2.attention.layer_norm_rms_epsilon") == 1e-6f);
@@ -230,8 +212,8 @@ static void check_tokenizer(const dsq_gguf *g) {
     dsq_gguf_val v, e;
     const char *s;
     size_t n;
-    expect_str(g, "tokenizer.ggml.model", "gpt2");
-    expect_str(g, "tokenizer.ggml.pre", "gpt-2");
+    tu_gguf_expect_str(g, "tokenizer.ggml.model", "gpt2");
+    tu_gguf_expect_str(g, "tokenizer.ggml.pre", "gpt-2");
     assert_int_equal(dsq_gguf_get_arr(g, "tokenizer.ggml.tokens", DSQ_GGUF_STRING, &v, NULL),
                      DSQ_OK);
     assert_int_equal(v.n, 1024);
@@ -251,9 +233,9 @@ static void check_tokenizer(const dsq_gguf *g) {
     assert_int_equal(dsq_gguf_val_at(&v, 0, &e, NULL), DSQ_OK);
     assert_int_equal(dsq_gguf_val_str(&e, &s, &n, NULL), DSQ_OK);
     assert_true(n == 4 && memcmp(s, "\xc4\xa0 t", 4) == 0); /* "Ġ t", rank 0 */
-    assert_int_equal(get_u32(g, "tokenizer.ggml.bos_token_id"), 0);
-    assert_int_equal(get_u32(g, "tokenizer.ggml.eos_token_id"), 1);
-    assert_int_equal(get_u32(g, "tokenizer.ggml.padding_token_id"), 1); /* pad = eos text */
+    assert_int_equal(tu_gguf_u32(g, "tokenizer.ggml.bos_token_id"), 0);
+    assert_int_equal(tu_gguf_u32(g, "tokenizer.ggml.eos_token_id"), 1);
+    assert_int_equal(tu_gguf_u32(g, "tokenizer.ggml.padding_token_id"), 1); /* pad = eos text */
     bool b = false;
     assert_int_equal(dsq_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &b, NULL), DSQ_OK);
     assert_true(b);
@@ -337,7 +319,7 @@ static void test_pure_q8_0_bytes(void **state) {
     dsq_qz_opts o = opts("Q8_0");
     o.pure = 1;
     dsq_gguf *g = quantize_open(DS_FP8, "ds-pure-q8.gguf", &o);
-    assert_int_equal(get_u32(g, "general.file_type"), 7);
+    assert_int_equal(tu_gguf_u32(g, "general.file_type"), 7);
     check_ds_tensors(g, 0, 0);
     for (int64_t i = 0; i < dsq_gguf_tensor_count(g); i++) {
         const dsq_gguf_tensor *t = dsq_gguf_tensor_at(g, i);
@@ -405,12 +387,12 @@ static void test_llama_f32_names_and_permutation(void **state) {
     dsq_qz_opts o = opts("F32");
     dsq_gguf *g = quantize_open(LLAMA, "llama-f32.gguf", &o);
     const dsq_dtype f32 = DSQ_DTYPE_F32;
-    expect_str(g, "general.architecture", "llama");
-    assert_int_equal(get_u32(g, "general.file_type"), 0);
-    assert_int_equal(get_u32(g, "llama.attention.head_count_kv"), 2);
-    assert_int_equal(get_u32(g, "llama.rope.dimension_count"), 64);
-    assert_int_equal(get_u32(g, "llama.vocab_size"), 1024);
-    assert_int_equal(get_u32(g, "llama.attention.key_length"), 64);
+    tu_gguf_expect_str(g, "general.architecture", "llama");
+    assert_int_equal(tu_gguf_u32(g, "general.file_type"), 0);
+    assert_int_equal(tu_gguf_u32(g, "llama.attention.head_count_kv"), 2);
+    assert_int_equal(tu_gguf_u32(g, "llama.rope.dimension_count"), 64);
+    assert_int_equal(tu_gguf_u32(g, "llama.vocab_size"), 1024);
+    assert_int_equal(tu_gguf_u32(g, "llama.attention.key_length"), 64);
     check_tokenizer(g);
     expect(g, "token_embd.weight", f32, 256, 1024, 0);
     expect(g, "output_norm.weight", f32, 256, 0, 0);

@@ -549,16 +549,6 @@ static void write_llama_imatrices(const char *legacy, const char *gguf, int wron
     free(buf);
 }
 
-static void expect_str_key(const dsq_gguf *g, const char *key, const char *want) {
-    const char *s;
-    size_t n;
-    dsq_err err = {0};
-    if (dsq_gguf_get_str(g, key, &s, &n, &err) != DSQ_OK)
-        fail_msg("%s: %s", key, err.text);
-    if (n != strlen(want) || memcmp(s, want, n) != 0)
-        fail_msg("%s = '%.*s', expected '%s'", key, (int)n, s, want);
-}
-
 static int64_t get_i64(const dsq_gguf *g, const char *key) {
     int64_t v = 0;
     dsq_err err = {0};
@@ -584,11 +574,11 @@ static void test_imatrix_quantize(void **state) {
     /* both forms, both inputs: the same weights, so the same tensors */
     expect_same_tensors(a, b);
     /* provenance (quantize.cpp's KV overrides) */
-    expect_str_key(a, "quantize.imatrix.file", dat);
-    expect_str_key(a, "quantize.imatrix.dataset", "hand-made");
+    tu_gguf_expect_str(a, "quantize.imatrix.file", dat);
+    tu_gguf_expect_str(a, "quantize.imatrix.dataset", "hand-made");
     assert_int_equal(get_i64(a, "quantize.imatrix.entries_count"), 28);
     assert_int_equal(get_i64(a, "quantize.imatrix.chunks_count"), 5);
-    expect_str_key(b, "quantize.imatrix.file", gim);
+    tu_gguf_expect_str(b, "quantize.imatrix.file", gim);
     assert_int_equal(get_i64(b, "quantize.imatrix.chunks_count"), 5);
     assert_int_equal(dsq_gguf_kv_count(none) + 4, dsq_gguf_kv_count(a));
     /* the bytes: blk.0.ffn_down (Q4_K, 768 per row) and blk.3.attn_v (Q6_K) are

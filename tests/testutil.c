@@ -133,3 +133,21 @@ const dsq_gguf_tensor *tu_gguf_tensor(const dsq_gguf *g, const char *name) {
         fail_msg("tensor %s missing", name);
     return dsq_gguf_tensor_at(g, i);
 }
+
+uint32_t tu_gguf_u32(const dsq_gguf *g, const char *key) {
+    uint32_t v = 0;
+    dsq_err err = {0};
+    if (dsq_gguf_get_u32(g, key, &v, &err) != DSQ_OK)
+        fail_msg("%s: %s", key, err.text);
+    return v;
+}
+
+void tu_gguf_expect_str(const dsq_gguf *g, const char *key, const char *want) {
+    const char *s;
+    size_t n;
+    dsq_err err = {0};
+    if (dsq_gguf_get_str(g, key, &s, &n, &err) != DSQ_OK)
+        fail_msg("%s: %s", key, err.text);
+    if (n != strlen(want) || memcmp(s, want, n) != 0)
+        fail_msg("%s = '%.*s', expected '%s'", key, (int)n, s, want);
+}

@@ -35,5 +35,9 @@ char *tu_group_path(const char *name);
 dsq_gguf *tu_gguf_open(const char *path);
 /* The tensor `name` of g, or fails the test. */
 const dsq_gguf_tensor *tu_gguf_tensor(const dsq_gguf *g, const char *name);
+/* Key `key` of g as a UINT32, or fails the test naming the key. */
+uint32_t tu_gguf_u32(const dsq_gguf *g, const char *key);
+/* Fails the test unless string key `key` of g equals want. */
+void tu_gguf_expect_str(const dsq_gguf *g, const char *key, const char *want);
 
 #endif
