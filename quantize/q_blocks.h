@@ -200,17 +200,28 @@ void dsq__q4_0_ref_scalar(const float *x, void *dst, int64_t nb);
 int dsq__q8_0_ref_avx2(const float *x, void *dst, int64_t nb);
 int dsq__q4_0_ref_avx2(const float *x, void *dst, int64_t nb);
 
-/* AVX2 K-quant searches (q_simd_k.c), one sub-block per lane, bit-identical
- * to the scalar helpers; each returns 0 and does nothing without AVX2 (or
- * when dsq__simd_disabled is set), and the caller then runs the scalar ones.
- *  dsq__qkx8_avx2: dsq__make_qkx_quants(n, nmax, x + n*j, w + n*j,
- *      L + n*j, &the_mins[j], .., rmin, rdelta, nstep, use_mad) for j < 8
- *      into scales[j]; n = 32 without use_mad, or n = 16 (else returns 0);
- *  dsq__qx16_avx2: dsq__make_qx_quants(16, nmax, x + 16j, L + 16j,
- *      qw ? qw + 16j : NULL) for j < 16 into scales[j]. */
-int dsq__qkx8_avx2(int n, int use_mad, const float *x, const float *w, int nmax, float rmin,
-                   float rdelta, int nstep, uint8_t *L, float *scales, float *the_mins);
-int dsq__qx16_avx2(const float *x, const float *qw, int nmax, int8_t *L, float *scales);
+/* K-quant searches in SIMD (q_simd_k.c: AVX2, 8 lanes; q_simd_k512.c:
+ * AVX-512, 16 lanes), one sub-block per lane, bit-identical to the scalar
+ * helpers; each returns 0 and does nothing without AVX2 (or when
+ * dsq__simd_disabled is 1), and the caller then runs the scalar ones.
+ *  dsq__qkx_simd: dsq__make_qkx_quants(n, nmax, x + n*j, w + n*j,
+ *      L + n*j, &the_mins[j], .., rmin, rdelta, nstep, use_mad) for
+ *      j < nsub (a multiple of 8) into scales[j]; n = 32 without use_mad,
+ *      or n = 16 (else returns 0);
+ *  dsq__qx_simd: dsq__make_qx_quants(16, nmax, x + 16j, L + 16j,
+ *      qw ? qw + 16j : NULL) for the j < 16 * nsb sub-blocks of nsb
+ *      super-blocks into scales[j]. */
+int dsq__qkx_simd(int n, int use_mad, const float *x, const float *w, int nsub, int nmax,
+                  float rmin, float rdelta, int nstep, uint8_t *L, float *scales,
+                  float *the_mins);
+int dsq__qx_simd(const float *x, const float *qw, int nsb, int nmax, int8_t *L, float *scales);
+/* q_simd_k512.c, for q_simd_k.c: whether to use it, and G * 16 sub-blocks
+ * (qkx, G = 1 or 2) or two super-blocks (qx) at a time */
+int dsq__use_avx512(void);
+void dsq__qkx_avx512(int G, int n, int use_mad, const float *x, const float *w, int nmax,
+                     float rmin, float rdelta, int nstep, uint8_t *L, float *scales,
+                     float *the_mins);
+void dsq__qx32_avx512(const float *x, const float *qw, int nmax, int8_t *L, float *scales);
 /* The final pass of Q4_K/Q5_K/Q6_K: for each sub-block j < nsub of `sub`
  * elements (a multiple of 16) with d[j] != 0, L[e] = clamp(nearest_int(
  * (x[e] + dm[j]) / d[j]), lo, hi) + off, or x[e] / d[j] when dm is NULL;
@@ -223,8 +234,9 @@ int dsq__q6_pack_avx2(const uint8_t *L, uint8_t *ql, uint8_t *qh);
 int dsq__q4_pack_avx2(const uint8_t *L, uint8_t *qs);
 /* 1 if all n floats are finite, 0 if not; -1 without AVX2 (q_simd.c) */
 int dsq__all_finite_avx2(const float *x, int64_t n);
-/* nonzero: every SIMD kernel reports "unavailable", so the scalar reference
- * runs; for tests and benchmarks (set it while no quantization runs) */
+/* 1: every SIMD kernel reports "unavailable", so the scalar reference runs;
+ * 2: AVX2 only, no AVX-512; for tests and benchmarks (set it while no
+ * quantization runs) */
 extern int dsq__simd_disabled;
 
 #endif

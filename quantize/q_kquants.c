@@ -108,12 +108,10 @@ static void q2_K_ref_block(const float *x, dsq_block_q2_K *y) {
     float max_scale = 0.0f, max_min = 0.0f; /* the min is subtracted: scales are >= 0 */
     for (int l = 0; l < DSQ_QK_K; ++l)
         w[l] = fabsf(x[l]);
-    for (int h = 0; h < 2; ++h) /* 8 sub-blocks at a time in AVX2 lanes if we can */
-        if (!dsq__qkx8_avx2(16, 1, x + 128 * h, w + 128 * h, 3, -0.5f, 0.1f, 15, L + 128 * h,
-                            scales + 8 * h, mins + 8 * h))
-            for (int j = 8 * h; j < 8 * h + 8; ++j)
-                scales[j] = dsq__make_qkx_quants(16, 3, x + 16 * j, w + 16 * j, L + 16 * j,
-                                                 &mins[j], Laux, -0.5f, 0.1f, 15, 1);
+    if (!dsq__qkx_simd(16, 1, x, w, 16, 3, -0.5f, 0.1f, 15, L, scales, mins)) /* SIMD lanes */
+        for (int j = 0; j < 16; ++j)
+            scales[j] = dsq__make_qkx_quants(16, 3, x + 16 * j, w + 16 * j, L + 16 * j, &mins[j],
+                                             Laux, -0.5f, 0.1f, 15, 1);
     for (int j = 0; j < 16; ++j) {
         if (scales[j] > max_scale)
             max_scale = scales[j];
@@ -151,12 +149,10 @@ static void q2_K_impl_block(const float *x, dsq_block_q2_K *y, const float *qw) 
     const float sigma2 = sumsq(x, DSQ_QK_K) / (float)DSQ_QK_K;
     for (int j = 0; j < 16; ++j)
         sw[j] = imatrix_weights(x + 16 * j, qw + 16 * j, sigma2, w + 16 * j, 16);
-    for (int h = 0; h < 2; ++h)
-        if (!dsq__qkx8_avx2(16, 0, x + 128 * h, w + 128 * h, 3, -0.9f, 0.05f, 36, L + 128 * h,
-                            scales + 8 * h, mins + 8 * h))
-            for (int j = 8 * h; j < 8 * h + 8; ++j)
-                scales[j] = dsq__make_qkx_quants(16, 3, x + 16 * j, w + 16 * j, L + 16 * j,
-                                                 &mins[j], Laux, -0.9f, 0.05f, 36, 0);
+    if (!dsq__qkx_simd(16, 0, x, w, 16, 3, -0.9f, 0.05f, 36, L, scales, mins))
+        for (int j = 0; j < 16; ++j)
+            scales[j] = dsq__make_qkx_quants(16, 3, x + 16 * j, w + 16 * j, L + 16 * j, &mins[j],
+                                             Laux, -0.9f, 0.05f, 36, 0);
     /* the 16 scales and 16 mins are themselves quantized to 4 bits with a
      * weighted search, weighting each sub-block by its total importance */
     const float dm = dsq__make_qp_quants(16, 15, scales, Ls, sw);
@@ -338,66 +334,103 @@ static void k4_get_scale_min(int j, const uint8_t *q, int *sc, int *m) {
     }
 }
 
+enum { K45_BATCH = 4 };
+
+/* The sub-block searches of nsb (1 to K45_BATCH) consecutive super-blocks:
+ * four at once fill two AVX-512 vectors of 16 lanes. */
+static void k45_search(const float *x, const float *w, int nsb, int nmax, float rmin,
+                       float rdelta, int nstep, uint8_t *L, float *scales, float *mins) {
+    uint8_t Laux[32];
+    if (!dsq__qkx_simd(32, 0, x, w, 8 * nsb, nmax, rmin, rdelta, nstep, L, scales, mins))
+        for (int j = 0; j < 8 * nsb; ++j)
+            scales[j] = dsq__make_qkx_quants(32, nmax, x + 32 * j, w + 32 * j, L + 32 * j,
+                                             &mins[j], Laux, rmin, rdelta, nstep, 0);
+}
+
+/* One super-block's scales and mins after its search, as the ggml path
+ * does it, into the packed 12 bytes and d/dmin. */
+typedef struct {
+    uint8_t scales[12];
+    float d, dmin;
+} k45_head;
+
+
+
 /* ggml's ref path: a per-sub-block search, then the 8 scales and mins
- * linearly mapped to 0..63 by the largest one */
-static void k45_ref_scales(const float *x, int nmax, float rmin, float rdelta, int nstep,
-                           uint8_t *L, uint8_t *scales_out, float *d, float *dmin) {
-    uint8_t Laux[32], ls[8], lm[8];
-    float w[DSQ_QK_K], mins[8], scales[8];
-    float max_scale = 0.0f, max_min = 0.0f;
-    for (int j = 0; j < 8; ++j) {
+ * linearly mapped to 0..63 by the largest one; nsb super-blocks at x */
+static void k45_ref_scales(const float *x, int nsb, int nmax, float rmin, float rdelta, int nstep,
+                           uint8_t *L, k45_head *h) {
+    /* zeroed: only nsb blocks are set, and GCC cannot see that only those are read */
+    float w[K45_BATCH * DSQ_QK_K] = {0}, mins[8 * K45_BATCH], scales[8 * K45_BATCH];
+    for (int j = 0; j < 8 * nsb; ++j) {
         const float av_x = sqrtf(sumsq(x + 32 * j, 32) / 32.0f);
         for (int l = 0; l < 32; ++l)
             w[32 * j + l] = av_x + fabsf(x[32 * j + l]);
     }
-    /* the 8 searches are independent: all at once in AVX2 lanes if we can */
-    if (!dsq__qkx8_avx2(32, 0, x, w, nmax, rmin, rdelta, nstep, L, scales, mins))
-        for (int j = 0; j < 8; ++j)
-            scales[j] = dsq__make_qkx_quants(32, nmax, x + 32 * j, w + 32 * j, L + 32 * j,
-                                             &mins[j], Laux, rmin, rdelta, nstep, 0);
-    for (int j = 0; j < 8; ++j) {
-        if (scales[j] > max_scale)
-            max_scale = scales[j];
-        if (mins[j] > max_min)
-            max_min = mins[j];
+    k45_search(x, w, nsb, nmax, rmin, rdelta, nstep, L, scales, mins);
+    for (int b = 0; b < nsb; ++b) {
+        const float *sc = scales + 8 * b, *mn = mins + 8 * b;
+        uint8_t ls[8], lm[8];
+        float max_scale = 0.0f, max_min = 0.0f;
+        for (int j = 0; j < 8; ++j) {
+            if (sc[j] > max_scale)
+                max_scale = sc[j];
+            if (mn[j] > max_min)
+                max_min = mn[j];
+        }
+        const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
+        const float inv_min = max_min > 0.0f ? 63.0f / max_min : 0.0f;
+        for (int j = 0; j < 8; ++j) {
+            /* ggml stores nearest_int into a uint8_t (wrapping) and then clamps */
+            const uint8_t s = (uint8_t)dsq__nearest_int(inv_scale * sc[j]);
+            const uint8_t m = (uint8_t)dsq__nearest_int(inv_min * mn[j]);
+            ls[j] = s < 63 ? s : 63;
+            lm[j] = m < 63 ? m : 63;
+        }
+        k4_pack_scales(ls, lm, h[b].scales);
+        h[b].d = max_scale / 63.0f;
+        h[b].dmin = max_min / 63.0f;
     }
-    const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
-    const float inv_min = max_min > 0.0f ? 63.0f / max_min : 0.0f;
-    for (int j = 0; j < 8; ++j) {
-        /* ggml stores nearest_int into a uint8_t (wrapping) and then clamps */
-        const uint8_t s = (uint8_t)dsq__nearest_int(inv_scale * scales[j]);
-        const uint8_t m = (uint8_t)dsq__nearest_int(inv_min * mins[j]);
-        ls[j] = s < 63 ? s : 63;
-        lm[j] = m < 63 ? m : 63;
-    }
-    k4_pack_scales(ls, lm, scales_out);
-    *d = max_scale / 63.0f;
-    *dmin = max_min / 63.0f;
 }
 
 /* ggml's imatrix path: qkx3 search per sub-block, then make_qp_quants for
  * the scales and the mins. clamp63 is Q5_K's extra MIN(63, .) that Q4_K's
  * impl does not have (it only matters for wrapped negative levels). */
-static void k45_impl_scales(const float *x, const float *qw, int nmax, int clamp63, uint8_t *L,
-                            uint8_t *scales_out, float *d, float *dmin) {
-    uint8_t Laux[32], ls[8], lm[8];
-    float w[DSQ_QK_K], mins[8], scales[8], sw[8];
-    const float sigma2 = 2.0f * sumsq(x, DSQ_QK_K) / (float)DSQ_QK_K;
-    for (int j = 0; j < 8; ++j)
-        sw[j] = imatrix_weights(x + 32 * j, qw + 32 * j, sigma2, w + 32 * j, 32);
-    if (!dsq__qkx8_avx2(32, 0, x, w, nmax, -0.9f, 0.05f, 36, L, scales, mins))
-        for (int j = 0; j < 8; ++j)
-            scales[j] = dsq__make_qkx_quants(32, nmax, x + 32 * j, w + 32 * j, L + 32 * j,
-                                             &mins[j], Laux, -0.9f, 0.05f, 36, 0);
-    *d = dsq__make_qp_quants(8, 63, scales, ls, sw);
-    *dmin = dsq__make_qp_quants(8, 63, mins, lm, sw);
-    if (clamp63) {
-        for (int j = 0; j < 8; ++j) {
-            ls[j] = ls[j] < 63 ? ls[j] : 63;
-            lm[j] = lm[j] < 63 ? lm[j] : 63;
-        }
+static void k45_impl_scales(const float *x, const float *qw, int nsb, int nmax, int clamp63,
+                            uint8_t *L, k45_head *h) {
+    /* zeroed: only nsb blocks are set, and GCC cannot see that only those are read */
+    float w[K45_BATCH * DSQ_QK_K] = {0}, mins[8 * K45_BATCH], scales[8 * K45_BATCH];
+    float sw[8 * K45_BATCH];
+    for (int b = 0; b < nsb; ++b) {
+        const float *xb = x + DSQ_QK_K * b;
+        const float sigma2 = 2.0f * sumsq(xb, DSQ_QK_K) / (float)DSQ_QK_K;
+        for (int j = 8 * b; j < 8 * b + 8; ++j)
+            sw[j] = imatrix_weights(x + 32 * j, qw + 32 * j, sigma2, w + 32 * j, 32);
     }
-    k4_pack_scales(ls, lm, scales_out);
+    k45_search(x, w, nsb, nmax, -0.9f, 0.05f, 36, L, scales, mins);
+    for (int b = 0; b < nsb; ++b) {
+        uint8_t ls[8], lm[8];
+        h[b].d = dsq__make_qp_quants(8, 63, scales + 8 * b, ls, sw + 8 * b);
+        h[b].dmin = dsq__make_qp_quants(8, 63, mins + 8 * b, lm, sw + 8 * b);
+        if (clamp63) {
+            for (int j = 0; j < 8; ++j) {
+                ls[j] = ls[j] < 63 ? ls[j] : 63;
+                lm[j] = lm[j] < 63 ? lm[j] : 63;
+            }
+        }
+        k4_pack_scales(ls, lm, h[b].scales);
+    }
+}
+
+/* the heads of nsb super-blocks at x: Q4_K's or Q5_K's parameters */
+static void k45_scales(const float *x, const float *qw, int nsb, int nmax, uint8_t *L,
+                       k45_head *h) {
+    if (qw)
+        k45_impl_scales(x, qw, nsb, nmax, nmax == 31, L, h);
+    else if (nmax == 15)
+        k45_ref_scales(x, nsb, 15, -1.0f, 0.1f, 20, L, h);
+    else
+        k45_ref_scales(x, nsb, 31, -0.5f, 0.1f, 15, L, h);
 }
 
 /* final levels 0..nmax with the packed 6-bit scales/mins and fp16 d/dmin */
@@ -424,21 +457,26 @@ static void k45_requantize(const float *x, const uint8_t *scales, const uint8_t 
 
 void dsq__quantize_q4_K(const float *x, void *dst, int64_t n, const float *imatrix) {
     dsq_block_q4_K *y = dst;
-    uint8_t L[DSQ_QK_K];
-    for (int64_t i = 0; i < n / DSQ_QK_K; ++i, x += DSQ_QK_K) {
-        float d, dmin;
-        if (imatrix)
-            k45_impl_scales(x, imatrix + i * DSQ_QK_K, 15, 0, L, y[i].scales, &d, &dmin);
-        else
-            k45_ref_scales(x, 15, -1.0f, 0.1f, 20, L, y[i].scales, &d, &dmin);
-        dsq__put_f16(y[i].d, d);
-        dsq__put_f16(y[i].dmin, dmin);
-        k45_requantize(x, y[i].scales, y[i].d, y[i].dmin, 15, L);
-        if (dsq__q4_pack_avx2(L, y[i].qs))
-            continue;
-        for (int c = 0; c < 4; ++c)
-            for (int l = 0; l < 32; ++l)
-                y[i].qs[32 * c + l] = (uint8_t)(L[64 * c + l] | L[64 * c + 32 + l] << 4);
+    uint8_t L[K45_BATCH * DSQ_QK_K];
+    k45_head h[K45_BATCH];
+    const int64_t nb = n / DSQ_QK_K;
+    for (int64_t i = 0; i < nb; i += K45_BATCH) {
+        const int nsb = nb - i >= K45_BATCH ? K45_BATCH : (int)(nb - i);
+        k45_scales(x + i * DSQ_QK_K, imatrix ? imatrix + i * DSQ_QK_K : NULL, nsb, 15, L, h);
+        for (int b = 0; b < nsb; ++b) {
+            dsq_block_q4_K *yb = y + i + b;
+            const float *xb = x + (i + b) * DSQ_QK_K;
+            uint8_t *Lb = L + DSQ_QK_K * b;
+            memcpy(yb->scales, h[b].scales, sizeof yb->scales);
+            dsq__put_f16(yb->d, h[b].d);
+            dsq__put_f16(yb->dmin, h[b].dmin);
+            k45_requantize(xb, yb->scales, yb->d, yb->dmin, 15, Lb);
+            if (dsq__q4_pack_avx2(Lb, yb->qs))
+                continue;
+            for (int c = 0; c < 4; ++c)
+                for (int l = 0; l < 32; ++l)
+                    yb->qs[32 * c + l] = (uint8_t)(Lb[64 * c + l] | Lb[64 * c + 32 + l] << 4);
+        }
     }
 }
 
@@ -460,23 +498,28 @@ void dsq__dequantize_q4_K(const void *src, float *y, int64_t n) {
 
 void dsq__quantize_q5_K(const float *x, void *dst, int64_t n, const float *imatrix) {
     dsq_block_q5_K *y = dst;
-    uint8_t L[DSQ_QK_K];
-    for (int64_t i = 0; i < n / DSQ_QK_K; ++i, x += DSQ_QK_K) {
-        float d, dmin;
-        if (imatrix)
-            k45_impl_scales(x, imatrix + i * DSQ_QK_K, 31, 1, L, y[i].scales, &d, &dmin);
-        else
-            k45_ref_scales(x, 31, -0.5f, 0.1f, 15, L, y[i].scales, &d, &dmin);
-        dsq__put_f16(y[i].d, d);
-        dsq__put_f16(y[i].dmin, dmin);
-        k45_requantize(x, y[i].scales, y[i].d, y[i].dmin, 31, L);
-        memset(y[i].qh, 0, sizeof y[i].qh);
-        for (int c = 0; c < 4; ++c) {
-            for (int l = 0; l < 32; ++l) {
-                const int l1 = L[64 * c + l], l2 = L[64 * c + 32 + l];
-                y[i].qh[l] =
-                    (uint8_t)(y[i].qh[l] | (l1 >> 4) << (2 * c) | (l2 >> 4) << (2 * c + 1));
-                y[i].qs[32 * c + l] = (uint8_t)((l1 & 0xF) | (l2 & 0xF) << 4);
+    uint8_t L[K45_BATCH * DSQ_QK_K];
+    k45_head h[K45_BATCH];
+    const int64_t nb = n / DSQ_QK_K;
+    for (int64_t i = 0; i < nb; i += K45_BATCH) {
+        const int nsb = nb - i >= K45_BATCH ? K45_BATCH : (int)(nb - i);
+        k45_scales(x + i * DSQ_QK_K, imatrix ? imatrix + i * DSQ_QK_K : NULL, nsb, 31, L, h);
+        for (int b = 0; b < nsb; ++b) {
+            dsq_block_q5_K *yb = y + i + b;
+            const uint8_t *Lb = L + DSQ_QK_K * b;
+            memcpy(yb->scales, h[b].scales, sizeof yb->scales);
+            dsq__put_f16(yb->d, h[b].d);
+            dsq__put_f16(yb->dmin, h[b].dmin);
+            k45_requantize(x + (i + b) * DSQ_QK_K, yb->scales, yb->d, yb->dmin, 31,
+                           L + DSQ_QK_K * b);
+            memset(yb->qh, 0, sizeof yb->qh);
+            for (int c = 0; c < 4; ++c) {
+                for (int l = 0; l < 32; ++l) {
+                    const int l1 = Lb[64 * c + l], l2 = Lb[64 * c + 32 + l];
+                    yb->qh[l] =
+                        (uint8_t)(yb->qh[l] | (l1 >> 4) << (2 * c) | (l2 >> 4) << (2 * c + 1));
+                    yb->qs[32 * c + l] = (uint8_t)((l1 & 0xF) | (l2 & 0xF) << 4);
+                }
             }
         }
     }
@@ -502,16 +545,9 @@ void dsq__dequantize_q5_K(const void *src, float *y, int64_t n) {
 
 /* ============================== Q6_K ====================================== */
 
-static void q6_K_block(const float *x, dsq_block_q6_K *y, const float *qw) {
-    int8_t L[DSQ_QK_K];
-    float scales[16];
+/* one super-block after its search: L and scales from q6_K_search */
+static void q6_K_block(const float *x, dsq_block_q6_K *y, int8_t *L, const float *scales) {
     float max_scale = 0.0f, max_abs_scale = 0.0f;
-    /* ref: weights x^2; impl: the raw imatrix (no sigma2 term in Q6_K). The
-     * 16 searches are independent: all at once in AVX2 lanes if we can. */
-    if (!dsq__qx16_avx2(x, qw, 32, L, scales))
-        for (int ib = 0; ib < 16; ++ib)
-            scales[ib] =
-                dsq__make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : NULL);
     for (int ib = 0; ib < 16; ++ib) {
         const float scale = scales[ib];
         if (fabsf(scale) > max_abs_scale) {
@@ -558,8 +594,21 @@ static void q6_K_block(const float *x, dsq_block_q6_K *y, const float *qw) {
 
 void dsq__quantize_q6_K(const float *x, void *dst, int64_t n, const float *imatrix) {
     dsq_block_q6_K *y = dst;
-    for (int64_t i = 0; i < n / DSQ_QK_K; ++i)
-        q6_K_block(x + i * DSQ_QK_K, y + i, imatrix ? imatrix + i * DSQ_QK_K : NULL);
+    int8_t L[2 * DSQ_QK_K];
+    float scales[32];
+    const int64_t nb = n / DSQ_QK_K;
+    for (int64_t i = 0; i < nb; i += 2) {
+        /* ref: weights x^2; impl: the raw imatrix (no sigma2 term in Q6_K).
+         * The searches of two super-blocks at once in SIMD lanes if we can. */
+        const int nsb = nb - i >= 2 ? 2 : 1;
+        const float *xi = x + i * DSQ_QK_K, *qw = imatrix ? imatrix + i * DSQ_QK_K : NULL;
+        if (!dsq__qx_simd(xi, qw, nsb, 32, L, scales))
+            for (int ib = 0; ib < 16 * nsb; ++ib)
+                scales[ib] =
+                    dsq__make_qx_quants(16, 32, xi + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : NULL);
+        for (int b = 0; b < nsb; ++b)
+            q6_K_block(xi + DSQ_QK_K * b, y + i + b, L + DSQ_QK_K * b, scales + 16 * b);
+    }
 }
 
 void dsq__dequantize_q6_K(const void *src, float *y, int64_t n) {

@@ -28,7 +28,7 @@
 
 #define AVX2 __attribute__((target("avx2")))
 
-static int have_avx2(void) { return !dsq__simd_disabled && __builtin_cpu_supports("avx2"); }
+static int have_avx2(void) { return dsq__simd_disabled != 1 && __builtin_cpu_supports("avx2"); }
 
 AVX2 static float hmax8(__m256 v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

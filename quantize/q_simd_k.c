@@ -1,22 +1,31 @@
-/* quantize/q_simd_k.c: AVX2 versions of the K-quant scale searches, chosen
- * at run time with __builtin_cpu_supports("avx2"), never required.
+/* quantize/q_simd_k.c: SIMD versions of the K-quant scale searches, chosen
+ * at run time with __builtin_cpu_supports, never required: AVX2 here (8
+ * lanes), AVX-512 in q_simd_k512.c (16 lanes), one algorithm for both in
+ * q_simd_k_body.h.
  *
  * The searches of q_search.c work on one sub-block at a time, and the
  * sub-blocks of a super-block are independent of each other until their
- * scales are combined. So the vector code puts one sub-block in each AVX2
- * lane, 8 at a time, and runs the scalar algorithm in every lane:
- *  - dsq__qkx8_avx2: make_qkx2/qkx3 on 8 sub-blocks: the 8 of 32 of a
- *    Q4_K/Q5_K super-block, or 8 of the 16 of 16 of a Q2_K one (use_mad 1
- *    in its ref path), ref and imatrix paths;
- *  - dsq__qx16_avx2: make_qx_quants on the 16 sub-blocks of 16 of a Q6_K
- *    super-block (two vectors of 8, interleaved), weights x^2 or the imatrix.
+ * scales are combined. So the vector code puts one sub-block in each lane
+ * and runs the scalar algorithm in every lane:
+ *  - dsq__qkx_simd: make_qkx2/qkx3 on the sub-blocks of 32 of Q4_K/Q5_K
+ *    super-blocks or of 16 of Q2_K ones (use_mad 1 in its ref path), ref
+ *    and imatrix paths;
+ *  - dsq__qx_simd: make_qx_quants on the 16 sub-blocks of 16 of Q6_K
+ *    super-blocks, weights x^2 or the imatrix.
+ * Two vectors of sub-blocks go through each loop side by side, since each
+ * lane's running sums are chains of dependent adds whose latency one vector
+ * alone cannot hide. On this machine's Xeon (2 cores, Sapphire Rapids) the
+ * 512-bit form is about 1.3x the 256-bit one, not 2x: 256-bit adds and
+ * multiplies issue on three ports, 512-bit ones on two.
  * Element i of every lane is processed in step i, so each lane's running
  * sums are added in the scalar order, every expression keeps the scalar
  * code's operand order and association ((w*l)*x, never w*(l*x)), and every
- * multiply and add is a separate _mm256_mul_ps / _mm256_add_ps: this file is
- * compiled for "avx2" only, never "fma", so the compiler cannot fuse them
- * (and -ffp-contract=off forbids it anyway). Divisions and square roots are
- * IEEE-exact (divps, sqrtps), never rcp/rsqrt approximations.
+ * multiply and add is a separate multiply and add instruction: this file is
+ * compiled for "avx2" only, never "fma", so the compiler cannot fuse them;
+ * the AVX-512 target does include FMA, and there -ffp-contract=off (always
+ * in the Makefile) is what forbids fusing (test_quant would catch a fused
+ * build: its bytes differ). Divisions and square roots are IEEE-exact
+ * (divps, sqrtps), never rcp/rsqrt approximations.
  *
  * Branches become per-lane masks. Where the scalar code skips work (D <= 0,
  * a candidate that does not improve), the lane computes it anyway and the
@@ -45,35 +54,11 @@ int dsq__simd_disabled;
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
-#include <immintrin.h>
+#include "quantize/q_simd_x86.h"
 
 #define AVX2 __attribute__((target("avx2")))
 
-static int use_avx2(void) { return !dsq__simd_disabled && __builtin_cpu_supports("avx2"); }
-
-/* out[c] = (r0[c], r1[c], ..., r7[c]) for rows r_k = p + k*stride */
-AVX2 static void transpose8(const float *p, int stride, __m256 *out) {
-    const __m256 r0 = _mm256_loadu_ps(p + 0 * stride), r1 = _mm256_loadu_ps(p + 1 * stride);
-    const __m256 r2 = _mm256_loadu_ps(p + 2 * stride), r3 = _mm256_loadu_ps(p + 3 * stride);
-    const __m256 r4 = _mm256_loadu_ps(p + 4 * stride), r5 = _mm256_loadu_ps(p + 5 * stride);
-    const __m256 r6 = _mm256_loadu_ps(p + 6 * stride), r7 = _mm256_loadu_ps(p + 7 * stride);
-    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    out[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    out[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    out[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    out[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    out[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    out[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    out[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    out[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
+static int use_avx2(void) { return dsq__simd_disabled != 1 && __builtin_cpu_supports("avx2"); }
 
 /* dsq__nearest_int in every lane: (bits(v + 1.5*2^23) & 0x7fffff) - 0x400000 */
 AVX2 static inline __m256i nearest8(__m256 v) {
@@ -82,300 +67,77 @@ AVX2 static inline __m256i nearest8(__m256 v) {
     return _mm256_sub_epi32(b, _mm256_set1_epi32(0x00400000));
 }
 
-AVX2 static inline __m256 blend(__m256 a, __m256 b, __m256 m) { return _mm256_blendv_ps(a, b, m); }
+/* ---- the searches (q_simd_k_body.h), 8 lanes ----------------------------- */
 
-/* ---- make_qkx2/qkx3, 8 sub-blocks of 16 or 32 ---------------------------- */
+#define LANES 8
+#define VF __m256
+#define VI __m256i
+#define VM __m256
+#define KFN(name) name##_avx2
+#define KATTR AVX2
+#define V1 _mm256_set1_ps
+#define VZ _mm256_setzero_ps
+#define VADD _mm256_add_ps
+#define VSUB _mm256_sub_ps
+#define VMUL _mm256_mul_ps
+#define VDIV _mm256_div_ps
+#define VMIN _mm256_min_ps
+#define VMAX _mm256_max_ps
+#define VABS(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (a))
+#define VNEG(a) _mm256_xor_ps((a), _mm256_set1_ps(-0.0f))
+#define VCVTI _mm256_cvtepi32_ps
+#define VCMP _mm256_cmp_ps
+#define MAND _mm256_and_ps
+#define MANDN _mm256_andnot_ps
+#define MOR _mm256_or_ps
+#define MANY(m) (_mm256_movemask_ps(m) != 0)
+#define MALL(m) (_mm256_movemask_ps(m) == 0xff)
+#define VBLEND(a, b, m) _mm256_blendv_ps((a), (b), (m))
+#define VZEROIF(m, a) _mm256_andnot_ps((m), (a))
+#define VKEEPIF(m, a) _mm256_and_ps((m), (a))
+#define VNEAREST nearest8
+#define VI1 _mm256_set1_epi32
+#define VIMIN _mm256_min_epi32
+#define VIMAX _mm256_max_epi32
+#define VIADD _mm256_add_epi32
+#define VIZEROIF(m, i) _mm256_andnot_si256(_mm256_castps_si256(m), (i))
+#define VISTORE(p, i) _mm256_storeu_si256((__m256i *)(p), (i))
+#define VSTORE _mm256_storeu_ps
+#define TRANSPOSE transpose8
+#include "quantize/q_simd_k_body.h"
 
-/* The level of one element, clamped to 0..nmax, as a float.
- * int_path: nearest8 + integer clamp + conversion, exact for any v.
- * Otherwise the same value in 4 float operations: for |v| < 2^22,
- * (v + 1.5*2^23) - 1.5*2^23 is exactly the integer nearest8 gives (both
- * operands are integers below 2^24 after the rounding add), and the clamps
- * are then exact too. The callers use it only where |v| < 2^22 is known
- * in every lane whose result is kept (see float_ok, and qx8). */
-AVX2 static inline __m256 level_f(__m256 v, __m256 flo, __m256 fhi, int int_path) {
-    if (int_path) {
-        __m256i l = nearest8(v);
-        l = _mm256_min_epi32(_mm256_max_epi32(l, _mm256_cvttps_epi32(flo)),
-                             _mm256_cvttps_epi32(fhi));
-        return _mm256_cvtepi32_ps(l);
-    }
-    const __m256 magic = _mm256_set1_ps(12582912.f);
-    const __m256 r = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
-    return _mm256_min_ps(_mm256_max_ps(r, flo), fhi);
-}
-
-/* One candidate's weighted sums over the N elements, levels into lf. */
-AVX2 static inline __attribute__((always_inline)) void
-qkx_sums(int N, const __m256 *xt, const __m256 *wt, const __m256 *xm, __m256 iscale, __m256 fnmax,
-         __m256 *lf, __m256 *sum_l, __m256 *sum_l2, __m256 *sum_xl, int int_path) {
-    const __m256 zero = _mm256_setzero_ps();
-    __m256 s_l = zero, s_l2 = zero, s_xl = zero;
-    for (int i = 0; i < N; ++i) {
-        const __m256 fl = level_f(_mm256_mul_ps(iscale, xm[i]), zero, fnmax, int_path);
-        lf[i] = fl;
-        const __m256 wl = _mm256_mul_ps(wt[i], fl);
-        s_l = _mm256_add_ps(s_l, wl);
-        s_l2 = _mm256_add_ps(s_l2, _mm256_mul_ps(wl, fl));
-        s_xl = _mm256_add_ps(s_xl, _mm256_mul_ps(wl, xt[i]));
-    }
-    *sum_l = s_l;
-    *sum_l2 = s_l2;
-    *sum_xl = s_xl;
-}
-
-/* Whether level_f's float form is exact for iscale * (x - min) in every lane
- * that counts: x - min lies in [minx - min, max - min], so |v| is at most
- * iscale * max(max - min, min - minx); below 2^21 (rounding of this bound
- * included) the float form equals nearest_int. Otherwise (a range so small
- * that iscale overflows, or an offset far outside the range) the exact
- * integer form is used for that candidate. */
-AVX2 static inline int float_ok(__m256 iscale, __m256 min, __m256 max, __m256 minx,
-                                __m256 degenerate) {
-    const __m256 span = _mm256_max_ps(_mm256_sub_ps(max, min), _mm256_sub_ps(min, minx));
-    const __m256 mag = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_mul_ps(iscale, span));
-    const __m256 ok = _mm256_cmp_ps(mag, _mm256_set1_ps(0x1p21f), _CMP_LT_OQ);
-    return (_mm256_movemask_ps(_mm256_or_ps(ok, degenerate)) & 0xff) == 0xff;
-}
-
-/* error term of one element: |diff| (use_mad) or diff^2, as the scalar code */
-AVX2 static inline __m256 err_term(__m256 diff, int use_mad) {
-    return use_mad ? _mm256_andnot_ps(_mm256_set1_ps(-0.0f), diff) : _mm256_mul_ps(diff, diff);
-}
-
-/* N (16 or 32) and use_mad are constants in each of the wrappers below */
-AVX2 static inline __attribute__((always_inline)) void
-qkx8(const int N, const int use_mad, const float *x, const float *w, int nmax, float rmin,
-     float rdelta, int nstep, uint8_t *L, float *scales, float *the_mins) {
-    __m256 xt[32], wt[32], xm[32], lf[32];
-    for (int k = 0; k < N / 8; ++k) {
-        transpose8(x + 8 * k, N, xt + 8 * k);
-        transpose8(w + 8 * k, N, wt + 8 * k);
-    }
-    const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
-    const __m256 fnmax = _mm256_set1_ps((float)nmax);
-    __m256 min = xt[0], max = xt[0];
-    __m256 sum_w = wt[0];
-    __m256 sum_x = _mm256_mul_ps(wt[0], xt[0]);
-    for (int i = 1; i < N; ++i) {
-        min = _mm256_min_ps(xt[i], min);
-        max = _mm256_max_ps(xt[i], max);
-        sum_w = _mm256_add_ps(sum_w, wt[i]);
-        sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(wt[i], xt[i]));
-    }
-    const __m256 minx = min;
-    min = _mm256_andnot_ps(_mm256_cmp_ps(min, zero, _CMP_GT_OQ), min);
-    const __m256 degenerate = _mm256_cmp_ps(max, min, _CMP_LE_OQ);
-    for (int i = 0; i < N; ++i)
-        xm[i] = _mm256_sub_ps(xt[i], min); /* x[i] - min, until min changes */
-
-    __m256 iscale = _mm256_div_ps(fnmax, _mm256_sub_ps(max, min));
-    __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
-    __m256 best_error = zero;
-    {
-        const int fok = float_ok(iscale, min, max, minx, degenerate);
-        for (int i = 0; i < N; ++i) {
-            const __m256 v = _mm256_mul_ps(iscale, xm[i]);
-            const __m256 fl = fok ? level_f(v, zero, fnmax, 0) : level_f(v, zero, fnmax, 1);
-            const __m256 diff =
-                _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, fl), min), xt[i]);
-            best_error = _mm256_add_ps(best_error, _mm256_mul_ps(wt[i], err_term(diff, use_mad)));
-        }
-    }
-    /* the levels of the best candidate are nearest_int(liscale * (x - lmin)) */
-    __m256 liscale = iscale, lmin = min;
-    for (int is = 0; nstep >= 1 && is <= nstep; ++is) {
-        const float num = rmin + rdelta * (float)is + (float)nmax; /* scalar order */
-        iscale = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(max, min));
-        __m256 sum_l, sum_l2, sum_xl;
-        if (float_ok(iscale, min, max, minx, degenerate))
-            qkx_sums(N, xt, wt, xm, iscale, fnmax, lf, &sum_l, &sum_l2, &sum_xl, 0);
-        else
-            qkx_sums(N, xt, wt, xm, iscale, fnmax, lf, &sum_l, &sum_l2, &sum_xl, 1);
-        const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_l2), _mm256_mul_ps(sum_l, sum_l));
-        /* degenerate lanes returned before the search in the scalar code */
-        const __m256 dpos = _mm256_andnot_ps(degenerate, _mm256_cmp_ps(D, zero, _CMP_GT_OQ));
-        if (_mm256_movemask_ps(dpos) == 0)
-            continue;
-        __m256 this_scale = _mm256_div_ps(
-            _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_xl), _mm256_mul_ps(sum_x, sum_l)), D);
-        __m256 this_min = _mm256_div_ps(
-            _mm256_sub_ps(_mm256_mul_ps(sum_l2, sum_x), _mm256_mul_ps(sum_l, sum_xl)), D);
-        const __m256 mpos = _mm256_cmp_ps(this_min, zero, _CMP_GT_OQ);
-        this_min = _mm256_andnot_ps(mpos, this_min);
-        this_scale = blend(this_scale, _mm256_div_ps(sum_xl, sum_l2), mpos);
-        __m256 cur_error = zero;
-        for (int i = 0; i < N; ++i) {
-            const __m256 diff =
-                _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale, lf[i]), this_min), xt[i]);
-            cur_error = _mm256_add_ps(cur_error, _mm256_mul_ps(wt[i], err_term(diff, use_mad)));
-        }
-        const __m256 win = _mm256_and_ps(dpos, _mm256_cmp_ps(cur_error, best_error, _CMP_LT_OQ));
-        if (_mm256_movemask_ps(win) == 0)
-            continue;
-        best_error = blend(best_error, cur_error, win);
-        scale = blend(scale, this_scale, win);
-        liscale = blend(liscale, iscale, win);
-        lmin = blend(lmin, min, win);
-        min = blend(min, this_min, win);
-        for (int i = 0; i < N; ++i)
-            xm[i] = _mm256_sub_ps(xt[i], min);
-    }
-    /* degenerate lanes (max <= min): levels 0, scale 0, the_min = -min */
-    const __m256i vzero = _mm256_setzero_si256(), vnmax = _mm256_set1_epi32(nmax);
-    int32_t lv[32][8];
-    for (int i = 0; i < N; ++i) {
-        __m256i l = nearest8(_mm256_mul_ps(liscale, _mm256_sub_ps(xt[i], lmin)));
-        l = _mm256_min_epi32(_mm256_max_epi32(l, vzero), vnmax);
-        l = _mm256_andnot_si256(_mm256_castps_si256(degenerate), l);
-        _mm256_storeu_si256((__m256i *)lv[i], l);
-    }
-    for (int j = 0; j < 8; ++j)
-        for (int i = 0; i < N; ++i)
-            L[N * j + i] = (uint8_t)lv[i][j];
-    _mm256_storeu_ps(scales, _mm256_andnot_ps(degenerate, scale));
-    _mm256_storeu_ps(the_mins, _mm256_xor_ps(min, sign)); /* -min, -0.0 included */
-}
-
-AVX2 static void qkx8_32(const float *x, const float *w, int nmax, float rmin, float rdelta,
-                         int nstep, uint8_t *L, float *scales, float *the_mins) {
-    qkx8(32, 0, x, w, nmax, rmin, rdelta, nstep, L, scales, the_mins);
-}
-
-AVX2 static void qkx8_16(const float *x, const float *w, int nmax, float rmin, float rdelta,
-                         int nstep, uint8_t *L, float *scales, float *the_mins) {
-    qkx8(16, 0, x, w, nmax, rmin, rdelta, nstep, L, scales, the_mins);
-}
-
-AVX2 static void qkx8_16_mad(const float *x, const float *w, int nmax, float rmin, float rdelta,
-                             int nstep, uint8_t *L, float *scales, float *the_mins) {
-    qkx8(16, 1, x, w, nmax, rmin, rdelta, nstep, L, scales, the_mins);
-}
-
-int dsq__qkx8_avx2(int n, int use_mad, const float *x, const float *w, int nmax, float rmin,
-                   float rdelta, int nstep, uint8_t *L, float *scales, float *the_mins) {
-    if (!use_avx2())
+/* nsub sub-blocks (a multiple of 8): 32 or 16 at a time in AVX-512 when the
+ * CPU has it (q_simd_k512.c), the rest 16 or 8 at a time in AVX2 */
+int dsq__qkx_simd(int n, int use_mad, const float *x, const float *w, int nsub, int nmax,
+                  float rmin, float rdelta, int nstep, uint8_t *L, float *scales,
+                  float *the_mins) {
+    if (!use_avx2() || nsub % 8 != 0 || !(n == 16 || (n == 32 && !use_mad)))
         return 0;
-    if (n == 32 && !use_mad)
-        qkx8_32(x, w, nmax, rmin, rdelta, nstep, L, scales, the_mins);
-    else if (n == 16 && !use_mad)
-        qkx8_16(x, w, nmax, rmin, rdelta, nstep, L, scales, the_mins);
-    else if (n == 16)
-        qkx8_16_mad(x, w, nmax, rmin, rdelta, nstep, L, scales, the_mins);
-    else
-        return 0;
+    int j = 0;
+    if (dsq__use_avx512())
+        for (int G = 2; G >= 1; --G)
+            for (; j + 16 * G <= nsub; j += 16 * G)
+                dsq__qkx_avx512(G, n, use_mad, x + n * j, w + n * j, nmax, rmin, rdelta, nstep,
+                                L + n * j, scales + j, the_mins + j);
+    for (int G = 2; G >= 1; --G)
+        for (; j + 8 * G <= nsub; j += 8 * G)
+            qkx_lanes_avx2(G, n, use_mad, x + n * j, w + n * j, nmax, rmin, rdelta, nstep,
+                           L + n * j, scales + j, the_mins + j);
     return 1;
 }
 
-/* ---- make_qx_quants (rmse_type 1), 8 sub-blocks of 16 -------------------- */
-
-/* G = 2 independent groups of 8 lanes (sub-blocks 0..7 and 8..15 of a Q6_K
- * super-block) go through the loops side by side, so that the two groups'
- * dependency chains (the running sums) overlap. */
-#define G 2
-AVX2 static void qx16(const float *x, const float *qw, int nmax, int8_t *L, float *scales) {
-    enum { N = 16 };
-    __m256 xt[G][N], wt[G][N], wx[G][N];
-    for (int g = 0; g < G; ++g) {
-        for (int k = 0; k < N / 8; ++k) {
-            transpose8(x + 128 * g + 8 * k, N, xt[g] + 8 * k);
-            if (qw)
-                transpose8(qw + 128 * g + 8 * k, N, wt[g] + 8 * k);
-        }
-        if (!qw)
-            for (int i = 0; i < N; ++i)
-                wt[g][i] = _mm256_mul_ps(xt[g][i], xt[g][i]);
-    }
-    const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
-    const __m256i lo = _mm256_set1_epi32(-nmax), hi = _mm256_set1_epi32(nmax - 1);
-
-    __m256 max[G], tiny[G], iscale[G], sumlx[G], suml2[G], scale[G], best[G], liscale[G];
-    for (int g = 0; g < G; ++g) {
-        __m256 mx = zero, amax = zero;
-        for (int i = 0; i < N; ++i) {
-            const __m256 ax = _mm256_andnot_ps(sign, xt[g][i]);
-            const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
-            amax = blend(amax, ax, gt);
-            mx = blend(mx, xt[g][i], gt);
-        }
-        max[g] = mx;
-        tiny[g] = _mm256_cmp_ps(amax, _mm256_set1_ps(DSQ_GROUP_MAX_EPS), _CMP_LT_OQ);
-        for (int i = 0; i < N; ++i)
-            wx[g][i] = _mm256_mul_ps(wt[g][i], xt[g][i]); /* w * x, the same for all candidates */
-    }
-    /* |iscale * x| <= nmax + 1 in every lane that is kept (amax >= 1e-15 and
-     * |x| <= |max|), so the float form of the levels is exact (level_f) */
-    const __m256 flo = _mm256_set1_ps((float)-nmax), fhi = _mm256_set1_ps((float)(nmax - 1));
-    for (int g = 0; g < G; ++g) {
-        iscale[g] = _mm256_div_ps(_mm256_set1_ps((float)-nmax), max[g]);
-        sumlx[g] = suml2[g] = zero;
-    }
-    for (int i = 0; i < N; ++i) {
-        for (int g = 0; g < G; ++g) {
-            const __m256 fl = level_f(_mm256_mul_ps(iscale[g], xt[g][i]), flo, fhi, 0);
-            sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(wx[g][i], fl));
-            suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], fl), fl));
-        }
-    }
-    for (int g = 0; g < G; ++g) {
-        scale[g] = _mm256_and_ps(_mm256_cmp_ps(suml2[g], zero, _CMP_NEQ_UQ),
-                                 _mm256_div_ps(sumlx[g], suml2[g]));
-        best[g] = _mm256_mul_ps(scale[g], sumlx[g]);
-        liscale[g] = iscale[g];
-    }
-    for (int is = -9; is <= 9; ++is) {
-        if (is == 0)
-            continue;
-        const __m256 num = _mm256_set1_ps(-((float)nmax + 0.1f * (float)is)); /* scalar order */
-        for (int g = 0; g < G; ++g)
-            iscale[g] = _mm256_div_ps(num, max[g]);
-        /* the two groups written out: GCC 12 does not unroll a loop over g */
-        __m256 slx0 = zero, sl20 = zero, slx1 = zero, sl21 = zero;
-        const __m256 is0 = iscale[0], is1 = iscale[1];
-        for (int i = 0; i < N; ++i) {
-            const __m256 fl0 = level_f(_mm256_mul_ps(is0, xt[0][i]), flo, fhi, 0);
-            const __m256 fl1 = level_f(_mm256_mul_ps(is1, xt[1][i]), flo, fhi, 0);
-            slx0 = _mm256_add_ps(slx0, _mm256_mul_ps(wx[0][i], fl0));
-            slx1 = _mm256_add_ps(slx1, _mm256_mul_ps(wx[1][i], fl1));
-            sl20 = _mm256_add_ps(sl20, _mm256_mul_ps(_mm256_mul_ps(wt[0][i], fl0), fl0));
-            sl21 = _mm256_add_ps(sl21, _mm256_mul_ps(_mm256_mul_ps(wt[1][i], fl1), fl1));
-        }
-        sumlx[0] = slx0, suml2[0] = sl20, sumlx[1] = slx1, suml2[1] = sl21;
-        for (int g = 0; g < G; ++g) {
-            const __m256 win = _mm256_and_ps(
-                _mm256_cmp_ps(suml2[g], zero, _CMP_GT_OQ),
-                _mm256_cmp_ps(_mm256_mul_ps(sumlx[g], sumlx[g]), _mm256_mul_ps(best[g], suml2[g]),
-                              _CMP_GT_OQ));
-            if (_mm256_movemask_ps(win) == 0)
-                continue;
-            const __m256 sc = _mm256_div_ps(sumlx[g], suml2[g]);
-            scale[g] = blend(scale[g], sc, win);
-            best[g] = blend(best[g], _mm256_mul_ps(sc, sumlx[g]), win);
-            liscale[g] = blend(liscale[g], iscale[g], win);
-        }
-    }
-    /* tiny lanes (amax < GROUP_MAX_EPS): levels 0, scale 0 */
-    const __m256i vnmax = _mm256_set1_epi32(nmax);
-    for (int g = 0; g < G; ++g) {
-        int32_t lv[N][8];
-        for (int i = 0; i < N; ++i) {
-            __m256i l = nearest8(_mm256_mul_ps(liscale[g], xt[g][i]));
-            l = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(l, lo), hi), vnmax);
-            l = _mm256_andnot_si256(_mm256_castps_si256(tiny[g]), l);
-            _mm256_storeu_si256((__m256i *)lv[i], l);
-        }
-        for (int j = 0; j < 8; ++j)
-            for (int i = 0; i < N; ++i)
-                L[128 * g + N * j + i] = (int8_t)lv[i][j];
-        _mm256_storeu_ps(scales + 8 * g, _mm256_andnot_ps(tiny[g], scale[g]));
-    }
-}
-#undef G
-
-int dsq__qx16_avx2(const float *x, const float *qw, int nmax, int8_t *L, float *scales) {
+/* nsb super-blocks: two at a time in AVX-512 when the CPU has it, else one
+ * at a time in AVX2 (two groups of 8 lanes) */
+int dsq__qx_simd(const float *x, const float *qw, int nsb, int nmax, int8_t *L, float *scales) {
     if (!use_avx2())
         return 0;
-    qx16(x, qw, nmax, L, scales);
+    int b = 0;
+    if (dsq__use_avx512())
+        for (; b + 2 <= nsb; b += 2)
+            dsq__qx32_avx512(x + 256 * b, qw ? qw + 256 * b : NULL, nmax, L + 256 * b,
+                             scales + 16 * b);
+    for (; b < nsb; ++b)
+        qx_avx2(x + 256 * b, qw ? qw + 256 * b : NULL, nmax, L + 256 * b, scales + 16 * b);
     return 1;
 }
 
@@ -476,15 +238,16 @@ int dsq__q4_pack_avx2(const uint8_t *L, uint8_t *qs) {
 
 #else /* not x86-64 with GCC/Clang: scalar only */
 
-int dsq__qkx8_avx2(int n, int use_mad, const float *x, const float *w, int nmax, float rmin,
-                   float rdelta, int nstep, uint8_t *L, float *scales, float *the_mins) {
-    (void)n, (void)use_mad, (void)x, (void)w, (void)nmax, (void)rmin, (void)rdelta, (void)nstep;
-    (void)L, (void)scales, (void)the_mins;
+int dsq__qkx_simd(int n, int use_mad, const float *x, const float *w, int nsub, int nmax,
+                  float rmin, float rdelta, int nstep, uint8_t *L, float *scales,
+                  float *the_mins) {
+    (void)n, (void)use_mad, (void)x, (void)w, (void)nsub, (void)nmax, (void)rmin, (void)rdelta;
+    (void)nstep, (void)L, (void)scales, (void)the_mins;
     return 0;
 }
 
-int dsq__qx16_avx2(const float *x, const float *qw, int nmax, int8_t *L, float *scales) {
-    (void)x, (void)qw, (void)nmax, (void)L, (void)scales;
+int dsq__qx_simd(const float *x, const float *qw, int nsb, int nmax, int8_t *L, float *scales) {
+    (void)x, (void)qw, (void)nsb, (void)nmax, (void)L, (void)scales;
     return 0;
 }
 

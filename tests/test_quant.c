@@ -752,25 +752,11 @@ static void kq_fill(float *x, int nsb) {
     }
 }
 
-static void test_kquant_simd_matches_scalar(void **state) {
-    (void)state;
-    enum { NSB = 2400, N = NSB * 256 };
-    float *x = malloc(N * sizeof(float)), *qw = malloc(N * sizeof(float));
-    uint8_t *a = malloc((size_t)NSB * 210), *b = malloc((size_t)NSB * 210);
-    assert_true(x && qw && a && b);
-    {
-        uint8_t L[256];
-        float sc[8], mn[8];
-        if (!dsq__qkx8_avx2(32, 0, g_src, g_src, 15, -1.0f, 0.1f, 20, L, sc, mn)) {
-            print_message("no AVX2 on this machine/target: K-quant SIMD path not tested\n");
-            goto cleanup;
-        }
-    }
-    kq_fill(x, NSB);
-    for (int i = 0; i < N; i++) /* imatrix: some zero columns, some huge */
-        qw[i] = i % 97 == 0 ? 0.0f : i % 89 == 0 ? 1e4f : (float)(0.01 + rng_uniform());
+enum { KQ_NSB = 2400 };
 
-    /* the searches themselves: scales, mins and levels, bit for bit */
+/* The SIMD searches (AVX2, 8 sub-blocks a vector; AVX-512, 16) must give the
+ * scalar searches' bits: levels, scales and mins. */
+static int check_searches(const float *x, const float *qw, int level) {
     static const struct {
         int n, mad, nmax, nstep;
         float rmin, rdelta;
@@ -779,77 +765,106 @@ static void test_kquant_simd_matches_scalar(void **state) {
               {32, 0, 15, 0, -1.0f, 0.1f},   {16, 1, 3, 15, -0.5f, 0.1f},   /* Q2_K */
               {16, 0, 3, 36, -0.9f, 0.05f},  {16, 1, 15, 20, -1.0f, 0.1f}};
     int bad = 0;
-    for (int s = 0; s < NSB; s++) {
+    dsq__simd_disabled = level;
+    for (int s = 0; s + 1 < KQ_NSB; s += 2) { /* two super-blocks: 16 or 32 sub-blocks */
         const float *xs = x + (size_t)s * 256;
-        float w[256];
+        float w[512];
         const int use_qw = (s / 24) % 2; /* every kind with both kinds of weights */
-        for (int i = 0; i < 256; i++) /* Q4_K-ref-like weights, or the imatrix */
+        for (int i = 0; i < 512; i++) /* Q4_K-ref-like weights, or the imatrix */
             w[i] = use_qw ? qw[(size_t)s * 256 + i] : 0.01f + fabsf(xs[i]);
         for (size_t c = 0; c < sizeof qk / sizeof qk[0]; c++) {
-            const int n = qk[c].n;
-            for (int h = 0; h < 256 / (8 * n); h++) { /* n = 16: both halves */
-                const float *xh = xs + 8 * n * h, *wh = w + 8 * n * h;
-                uint8_t L1[256], L2[256], Laux[32];
-                float s1[8], s2[8], m1[8], m2[8];
-                assert_true(dsq__qkx8_avx2(n, qk[c].mad, xh, wh, qk[c].nmax, qk[c].rmin,
-                                           qk[c].rdelta, qk[c].nstep, L2, s2, m2));
-                for (int j = 0; j < 8; j++)
-                    s1[j] = dsq__make_qkx_quants(n, qk[c].nmax, xh + n * j, wh + n * j, L1 + n * j,
-                                                 &m1[j], Laux, qk[c].rmin, qk[c].rdelta,
-                                                 qk[c].nstep, qk[c].mad);
-                if (memcmp(L1, L2, (size_t)(8 * n)) || memcmp(s1, s2, sizeof s1) ||
-                    memcmp(m1, m2, sizeof m1)) {
-                    if (bad++ < 5)
-                        print_error("qkx8 differs: super-block %d (kind %d), case %zu\n", s,
-                                    s % 24, c);
-                }
+            const int n = qk[c].n, nsub = 512 / n;
+            uint8_t L1[512], L2[512], Laux[32];
+            float s1[32], s2[32], m1[32], m2[32];
+            assert_true(dsq__qkx_simd(n, qk[c].mad, xs, w, nsub, qk[c].nmax, qk[c].rmin,
+                                      qk[c].rdelta, qk[c].nstep, L2, s2, m2));
+            for (int j = 0; j < nsub; j++)
+                s1[j] = dsq__make_qkx_quants(n, qk[c].nmax, xs + n * j, w + n * j, L1 + n * j,
+                                             &m1[j], Laux, qk[c].rmin, qk[c].rdelta, qk[c].nstep,
+                                             qk[c].mad);
+            if (memcmp(L1, L2, 512) || memcmp(s1, s2, (size_t)nsub * 4) ||
+                memcmp(m1, m2, (size_t)nsub * 4)) {
+                if (bad++ < 5)
+                    print_error("qkx (simd level %d) differs: super-blocks %d.. (kind %d), case "
+                                "%zu\n",
+                                level, s, s % 24, c);
             }
         }
         for (int nmax = 4; nmax <= 32; nmax *= 8) { /* Q6_K's 32, and a small one */
-            int8_t L1[256], L2[256];
-            float s1[16], s2[16];
+            int8_t L1[512], L2[512];
+            float s1[32], s2[32];
             const float *qs = use_qw ? qw + (size_t)s * 256 : NULL;
-            assert_true(dsq__qx16_avx2(xs, qs, nmax, L2, s2));
-            for (int j = 0; j < 16; j++)
-                s1[j] = dsq__make_qx_quants(16, nmax, xs + 16 * j, L1 + 16 * j,
-                                            qs ? qs + 16 * j : NULL);
-            if (memcmp(L1, L2, 256) || memcmp(s1, s2, sizeof s1)) {
-                if (bad++ < 5)
-                    print_error("qx16 differs: super-block %d (kind %d), nmax %d\n", s, s % 24,
-                                nmax);
+            for (int nsb = 1; nsb <= 2; nsb++) {
+                assert_true(dsq__qx_simd(xs, qs, nsb, nmax, L2, s2));
+                for (int j = 0; j < 16 * nsb; j++)
+                    s1[j] = dsq__make_qx_quants(16, nmax, xs + 16 * j, L1 + 16 * j,
+                                                qs ? qs + 16 * j : NULL);
+                if (memcmp(L1, L2, (size_t)(256 * nsb)) || memcmp(s1, s2, (size_t)(64 * nsb))) {
+                    if (bad++ < 5)
+                        print_error("qx (simd level %d) differs: super-block %d (kind %d), nmax "
+                                    "%d\n",
+                                    level, s, s % 24, nmax);
+                }
             }
         }
     }
-    assert_int_equal(bad, 0);
+    dsq__simd_disabled = 0;
+    return bad;
+}
 
-    /* whole rows through the public API, SIMD on and off */
+static void test_kquant_simd_matches_scalar(void **state) {
+    (void)state;
+    enum { N = KQ_NSB * 256, ROW = 9 * 256, KQ_ROWS = N / ROW }; /* odd: a lone last super-block */
+    float *x = malloc(N * sizeof(float)), *qw = malloc(N * sizeof(float));
+    uint8_t *ref = malloc((size_t)KQ_NSB * 210), *got = malloc((size_t)KQ_NSB * 210);
+    assert_true(x && qw && ref && got);
+    {
+        uint8_t L[256];
+        float sc[8], mn[8];
+        if (!dsq__qkx_simd(32, 0, g_src, g_src, 8, 15, -1.0f, 0.1f, 20, L, sc, mn)) {
+            print_message("no AVX2 on this machine/target: K-quant SIMD path not tested\n");
+            goto cleanup;
+        }
+    }
+    if (!dsq__use_avx512())
+        print_message("no AVX-512 on this machine: its K-quant searches not tested\n");
+    kq_fill(x, KQ_NSB);
+    for (int i = 0; i < N; i++) /* imatrix: some zero columns, some huge */
+        qw[i] = i % 97 == 0 ? 0.0f : i % 89 == 0 ? 1e4f : (float)(0.01 + rng_uniform());
+
+    assert_int_equal(check_searches(x, qw, 2), 0); /* AVX2 */
+    assert_int_equal(check_searches(x, qw, 0), 0); /* AVX-512 where the CPU has it */
+
+    /* whole rows through the public API: scalar, AVX2, AVX-512 */
     static const dsq_dtype kt[] = {DSQ_DTYPE_Q2_K, DSQ_DTYPE_Q4_K, DSQ_DTYPE_Q5_K,
                                    DSQ_DTYPE_Q6_K};
     for (size_t k = 0; k < sizeof kt / sizeof kt[0]; k++) {
         for (int imat = 0; imat < 2; imat++) {
-            const size_t rs = row_size(kt[k], 256 * 8);
-            dsq__simd_disabled = 1;
-            for (int r = 0; r < NSB / 8; r++) /* 8 super-blocks a row, own imatrix each */
-                assert_int_equal(dsq_quantize_row(kt[k], x + (size_t)r * 2048, a + r * rs, 2048,
-                                                  imat ? qw + (size_t)r * 2048 : NULL),
-                                 DSQ_OK);
-            dsq__simd_disabled = 0;
-            for (int r = 0; r < NSB / 8; r++)
-                assert_int_equal(dsq_quantize_row(kt[k], x + (size_t)r * 2048, b + r * rs, 2048,
-                                                  imat ? qw + (size_t)r * 2048 : NULL),
-                                 DSQ_OK);
-            char what[64];
-            snprintf(what, sizeof what, "%s%s avx2 vs scalar", dsq_dtype_name(kt[k]),
-                     imat ? " (imatrix)" : "");
-            assert_int_equal(compare_rows(what, b, a, rs, bbytes(kt[k]), NSB / 8), 0);
+            const size_t rs = row_size(kt[k], ROW);
+            static const int mode[] = {1, 2, 0}; /* scalar (the reference), AVX2, AVX-512 */
+            for (int m = 0; m < 3; m++) {
+                uint8_t *out = m == 0 ? ref : got;
+                dsq__simd_disabled = mode[m];
+                for (int r = 0; r < KQ_ROWS; r++) /* own imatrix each row */
+                    assert_int_equal(dsq_quantize_row(kt[k], x + (size_t)r * ROW, out + r * rs,
+                                                      ROW, imat ? qw + (size_t)r * ROW : NULL),
+                                     DSQ_OK);
+                dsq__simd_disabled = 0;
+                if (m == 0)
+                    continue;
+                char what[64];
+                snprintf(what, sizeof what, "%s%s %s vs scalar", dsq_dtype_name(kt[k]),
+                         imat ? " (imatrix)" : "", m == 1 ? "avx2" : "avx512");
+                assert_int_equal(compare_rows(what, got, ref, rs, bbytes(kt[k]), KQ_ROWS), 0);
+            }
         }
     }
 cleanup:
     dsq__simd_disabled = 0;
     free(x);
     free(qw);
-    free(a);
-    free(b);
+    free(ref);
+    free(got);
 }
 
 int main(void) {
