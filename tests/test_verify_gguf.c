@@ -8,7 +8,11 @@
  *   - the hyper-parameters from the metadata equal config.json's;
  *   - the tokenizer from tokenizer.ggml.* reproduces eval.tokens.txt;
  *   - perplexity of the F32 GGUF equals the safetensors one to 4 significant
- *     digits (in fact ~1e-6), and Q4_K_M is a little higher. */
+ *     digits (in fact ~1e-6), and Q4_K_M is a little higher;
+ *   - hand-made files with bad metadata, or a rope_freqs.weight llama.cpp could
+ *     not use (not F32 [rope dims / 2], or a factor that is not positive), are
+ *     refused naming the file and the problem. (llama3 scaling end to end is
+ *     test_rope_llama3.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -302,9 +306,19 @@ static void test_gguf_errors(void **state) {
     free(p);
 }
 
+/* An extra rope_freqs.weight for tiny_gguf: type, ne[0], ne[1] and its bytes. */
+typedef struct rope_freqs_spec {
+    dsq_dtype type;
+    int64_t ne0, ne1;
+    const void *data;
+    size_t nbytes;
+} rope_freqs_spec;
+
 /* A small GGUF with the given architecture, one F32 token_embd [8 x 16] and,
- * when full, the llama keys the config needs (none when !full). */
-static char *tiny_gguf(const char *name, const char *arch, int full, int64_t heads) {
+ * when full, the llama keys the config needs (none when !full); rf adds a
+ * rope_freqs.weight (NULL: none). */
+static char *tiny_gguf(const char *name, const char *arch, int full, int64_t heads,
+                       const rope_freqs_spec *rf) {
     dsq_gguf_writer *w = NULL;
     dsq_err err = {0};
     assert_int_equal(dsq_gguf_writer_init(&w, &err), DSQ_OK);
@@ -325,9 +339,17 @@ static char *tiny_gguf(const char *name, const char *arch, int full, int64_t hea
     const int64_t ne[2] = {8, 16};
     assert_int_equal(dsq_gguf_writer_add_tensor(w, "token_embd.weight", DSQ_DTYPE_F32, 2, ne, &err),
                      DSQ_OK);
+    if (rf != NULL) {
+        const int64_t rne[2] = {rf->ne0, rf->ne1};
+        assert_int_equal(dsq_gguf_writer_add_tensor(w, "rope_freqs.weight", rf->type,
+                                                    rf->ne1 > 1 ? 2 : 1, rne, &err),
+                         DSQ_OK);
+    }
     assert_int_equal(dsq_gguf_writer_begin(w, tu_group_dir, name, &err), DSQ_OK);
     float zero[8 * 16] = {0};
     assert_int_equal(dsq_gguf_writer_write(w, zero, sizeof zero, &err), DSQ_OK);
+    if (rf != NULL)
+        assert_int_equal(dsq_gguf_writer_write(w, rf->data, rf->nbytes, &err), DSQ_OK);
     assert_int_equal(dsq_gguf_writer_commit(w, &err), DSQ_OK);
     dsq_gguf_writer_free(w);
     return dsq_path_join(tu_group_dir, name);
@@ -348,7 +370,7 @@ static void test_gguf_metadata_errors(void **state) {
         {"heads.gguf", "llama", 1, 16, DSQ_FORMAT, "attention.key_length"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *p = tiny_gguf(cases[i].name, cases[i].arch, cases[i].full, cases[i].heads);
+        char *p = tiny_gguf(cases[i].name, cases[i].arch, cases[i].full, cases[i].heads, NULL);
         dsq_wsource *ws = NULL;
         dsq_err err = {0};
         assert_int_equal(dsq_wsource_open(&ws, p, NULL, &err), cases[i].want);
@@ -358,12 +380,56 @@ static void test_gguf_metadata_errors(void **state) {
         free(p);
     }
     /* well-formed metadata: the config is read, a missing tensor is named the GGUF way */
-    char *p = tiny_gguf("ok.gguf", "llama", 1, 2);
+    char *p = tiny_gguf("ok.gguf", "llama", 1, 2, NULL);
     dsq_model *m = NULL;
     dsq_err err = {0};
     assert_int_equal(dsq_model_open(&m, p, NULL, &err), DSQ_NOT_FOUND);
     if (strstr(err.text, "output_norm.weight") == NULL)
         fail_msg("%s", err.text);
+    free(p);
+
+    /* rope_freqs.weight: 2 heads of an 8-wide model rotate 4 dims, 2 pairs. llama.cpp loads
+     * it as {n_rot/2} and ggml_rope_ext asserts it is F32; its values divide angles. */
+    const float two[2] = {1.0f, 8.0f}, three[3] = {1.0f, 2.0f, 8.0f}, neg[2] = {1.0f, -8.0f};
+    const float nan2[2] = {1.0f, NAN};
+    const uint16_t f16[2] = {0x3c00, 0x4800}; /* 1.0, 8.0 */
+    const struct {
+        const char *name;
+        rope_freqs_spec rf;
+        const char *says;
+    } rcases[] = {
+        {"rf-len.gguf", {DSQ_DTYPE_F32, 3, 1, three, sizeof three},
+         "rope_freqs.weight is F32 [3, 1, 1, 1], expected F32 [2]"},
+        {"rf-f16.gguf", {DSQ_DTYPE_F16, 2, 1, f16, sizeof f16},
+         "rope_freqs.weight is F16 [2, 1, 1, 1], expected F32 [2]"},
+        {"rf-2d.gguf", {DSQ_DTYPE_F32, 1, 2, two, sizeof two},
+         "rope_freqs.weight is F32 [1, 2, 1, 1], expected F32 [2]"},
+        {"rf-neg.gguf", {DSQ_DTYPE_F32, 2, 1, neg, sizeof neg},
+         "rope_freqs.weight[1] = -8 is not a positive number"},
+        {"rf-nan.gguf", {DSQ_DTYPE_F32, 2, 1, nan2, sizeof nan2},
+         "rope_freqs.weight[1] = nan is not a positive number"},
+    };
+    for (size_t i = 0; i < sizeof rcases / sizeof rcases[0]; i++) {
+        p = tiny_gguf(rcases[i].name, "llama", 1, 2, &rcases[i].rf);
+        dsq_wsource *ws = NULL;
+        dsq_err_clear(&err);
+        assert_int_equal(dsq_wsource_open(&ws, p, NULL, &err), DSQ_FORMAT);
+        assert_null(ws);
+        if (strstr(err.text, rcases[i].says) == NULL || strstr(err.text, rcases[i].name) == NULL)
+            fail_msg("%s: '%s'", rcases[i].name, err.text);
+        free(p);
+    }
+    /* the right shape and type: read into the config as the rotation divisors */
+    const rope_freqs_spec ok = {DSQ_DTYPE_F32, 2, 1, two, sizeof two};
+    p = tiny_gguf("rf-ok.gguf", "llama", 1, 2, &ok);
+    dsq_wsource *ws = NULL;
+    dsq_model_config c;
+    dsq_err_clear(&err);
+    assert_int_equal(dsq_wsource_open(&ws, p, NULL, &err), DSQ_OK);
+    assert_int_equal(dsq_wsource_config(ws, &c, &err), DSQ_OK);
+    assert_int_equal(c.rope.n_freq_factors, 2);
+    assert_true(c.rope.freq_factors[0] == 1.0f && c.rope.freq_factors[1] == 8.0f);
+    dsq_wsource_close(ws);
     free(p);
 }
 

@@ -38,6 +38,9 @@ typedef enum dsq_rope_layout {
 } dsq_rope_layout;
 
 #define DSQ_MOE_MAX_GROUPS 64 /* n_group limit (V3: 8) */
+/* rope_freqs.weight values held in the config (a head dim of 1024; Llama's is 128), so the
+ * config stays a plain value that outlives its source */
+#define DSQ_ROPE_MAX_FREQ_FACTORS 512
 
 typedef enum dsq_moe_scoring { DSQ_MOE_SIGMOID = 0, DSQ_MOE_SOFTMAX = 1 } dsq_moe_scoring;
 
@@ -61,6 +64,10 @@ typedef struct dsq_rope_config {
     double attn_factor;     /* yarn attention_factor if given, else 0 (derived) */
     double low_freq_factor;  /* llama3 */
     double high_freq_factor; /* llama3 */
+    /* A GGUF's rope_freqs.weight (how llama.cpp stores llama3 scaling): 0, or dim/2
+     * divisors, pair i's angle divided by freq_factors[i] on top of the type's scaling */
+    int64_t n_freq_factors;
+    float freq_factors[DSQ_ROPE_MAX_FREQ_FACTORS];
 } dsq_rope_config;
 
 typedef struct dsq_model_config {

@@ -1,5 +1,5 @@
-/* verify/ops.c: RMSNorm, softmax, SiLU, RoPE (plain, linear, llama3, YaRN) and
- * the MoE router. */
+/* verify/ops.c: RMSNorm, softmax, SiLU, RoPE (plain, linear, llama3, YaRN, a GGUF's
+ * rope_freqs factors) and the MoE router. */
 #include "verify/ops.h"
 
 #include <math.h>
@@ -120,6 +120,10 @@ void dsq_rope_inv_freq(const dsq_rope_config *c, float *inv_freq, float *attn_fa
         break;
     }
     }
+    /* ggml_rope_ext's freq_factors: theta_extrap = theta_base / freq_factor, per pair */
+    if (c->n_freq_factors == half)
+        for (int64_t i = 0; i < half; i++)
+            inv_freq[i] /= c->freq_factors[i];
 }
 
 void dsq_rope_cos_sin(const float *inv_freq, int64_t half, float attn_factor, int64_t pos,

@@ -26,7 +26,7 @@ void dsq_rope_yarn_range(const dsq_rope_config *c, int64_t *low, int64_t *high);
 
 /* inv_freq [c->dim / 2] and the factor cos/sin are multiplied by (YaRN's
  * attention_factor; 1 otherwise), as HF's rope init functions compute them
- * (F32 like torch). */
+ * (F32 like torch); then divided by c->freq_factors when the config has them. */
 void dsq_rope_inv_freq(const dsq_rope_config *c, float *inv_freq, float *attn_factor);
 
 /* cos/sin of one position: cs [2][dim/2] (cos first), angle = pos·inv_freq in

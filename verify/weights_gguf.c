@@ -358,6 +358,39 @@ static int any_layer_has(const gguf_src *s, int64_t n_layers, const char *suffix
     return 0;
 }
 
+/* rope_freqs.weight, the converter's form of llama3 rope scaling: llama.cpp loads it as
+ * {n_rot/2} (any n_dims with that element layout) and ggml_rope_ext asserts F32. The
+ * values divide angles, so each must be finite and positive. */
+static dsq_status read_rope_freqs(const gguf_src *s, dsq_rope_config *r, dsq_err *err) {
+    const dsq_gguf_tensor *t = tensor(s, "rope_freqs.weight");
+    const int64_t half = r->dim / 2;
+    if (t == NULL)
+        return DSQ_OK;
+    if (t->dtype != DSQ_DTYPE_F32 || t->ne[0] != half || t->ne[1] != 1 || t->ne[2] != 1 ||
+        t->ne[3] != 1)
+        return dsq_err_set(err, DSQ_FORMAT,
+                           "%s: rope_freqs.weight is %s [%lld, %lld, %lld, %lld], expected F32 "
+                           "[%lld] (rope.dimension_count / 2)",
+                           s->path, dsq_dtype_name(t->dtype), (long long)t->ne[0],
+                           (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                           (long long)half);
+    if (half > DSQ_ROPE_MAX_FREQ_FACTORS)
+        return dsq_err_set(err, DSQ_UNSUPPORTED,
+                           "%s: rope_freqs.weight has %lld values, more than the %d dsq holds",
+                           s->path, (long long)half, DSQ_ROPE_MAX_FREQ_FACTORS);
+    for (int64_t i = 0; i < half; i++) {
+        float v;
+        memcpy(&v, t->data + 4 * i, sizeof v); /* alignment may be < 4 */
+        if (!isfinite(v) || !(v > 0.0f))
+            return dsq_err_set(err, DSQ_FORMAT,
+                               "%s: rope_freqs.weight[%lld] = %g is not a positive number",
+                               s->path, (long long)i, (double)v);
+        r->freq_factors[i] = v;
+    }
+    r->n_freq_factors = half;
+    return DSQ_OK;
+}
+
 static dsq_status read_config(gguf_src *s, dsq_err *err) {
     dsq_status st = DSQ_OK;
     dsq_model_config c;
@@ -436,8 +469,10 @@ static dsq_status read_config(gguf_src *s, dsq_err *err) {
                   (int)(n > 32 ? 32 : n), p);
     }
     DSQ_CHECK(r->factor > 0, DSQ_FORMAT, err, "%s: rope scaling factor must be > 0", s->path);
-    DSQ_CHECK(tensor(s, "rope_freqs.weight") == NULL, DSQ_UNSUPPORTED, err,
-              "%s: rope_freqs.weight (llama3 rope scaling) is not supported", s->path);
+    /* llama.cpp's deepseek2 graph has no rope_freqs: its loader would refuse the extra tensor */
+    DSQ_CHECK(c.arch == DSQ_ARCH_LLAMA || tensor(s, "rope_freqs.weight") == NULL,
+              DSQ_UNSUPPORTED, err, "%s: rope_freqs.weight in a %s model is not supported",
+              s->path, a);
 
     int64_t rope_dim;
     if (c.arch == DSQ_ARCH_LLAMA) {
@@ -452,6 +487,7 @@ static dsq_status read_config(gguf_src *s, dsq_err *err) {
                   "supported",
                   s->path, (long long)rope_dim, (long long)c.head_dim);
         r->dim = c.head_dim;
+        DSQ_TRY(read_rope_freqs(s, r, err));
     } else {
         c.n_kv_heads = c.n_heads; /* the split layout says 1 ("MLA as MQA") */
         DSQ_TRY(md_int(s, a, "attention.q_lora_rank", 0, 0, 0, BIG, &c.q_lora_rank, err));
