@@ -1,7 +1,8 @@
 /* convert/quantize_gguf.c: the `dsq quantize` driver (see quantize_gguf.h).
  *
  * plan:    checkpoint + config.json + the architecture table -> one entry per GGUF tensor
- *          with its source views and transform; types from the preset rules, in
+ *          with its source views and transform (a tensor computed from config.json, such as
+ *          llama3's rope_freqs, has a view of the computed values); types from the preset rules, in
  *          llama-quantize's order (non-layer tensors, then layer by layer, by name).
  * header:  general.*, {arch}.*, tokenizer.* KVs and every tensor info, through the GGUF
  *          writer, so the file layout (offsets, padding) is fixed before any data.
@@ -88,6 +89,8 @@ typedef struct ctx {
     dsq_dtype out_type, embd_type; /* DSQ_DTYPE_INVALID: the rule decides */
     float e4m3[256], e5m2[256];
     int nthreads;
+    dsq_qz_extra extra;          /* a tensor computed from config.json (rope_freqs), or none */
+    dsq_tensor_view extra_view;  /* extra.data as a F32 1-D source view */
 } ctx;
 
 static void say(const ctx *c, dsq_log_level lvl, const char *fmt, ...)
@@ -266,6 +269,19 @@ static void fmt_name(char *buf, size_t size, const char *pat, int a, int b) {
     buf[o] = '\0';
 }
 
+/* Room for one more entry at c->e[c->n_e]. */
+static dsq_status reserve_entry(ctx *c, dsq_err *err) {
+    if (c->n_e == c->cap_e) {
+        const size_t cap = c->cap_e ? 2 * c->cap_e : 64;
+        entry *ne = realloc(c->e, cap * sizeof *ne);
+        if (ne == NULL)
+            return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+        c->e = ne;
+        c->cap_e = cap;
+    }
+    return DSQ_OK;
+}
+
 static dsq_status add_entry(ctx *c, const dsq_qz_trow *row, int il, dsq_err *err) {
     dsq_status st = DSQ_OK;
     char gguf[128], hf[256];
@@ -275,14 +291,7 @@ static dsq_status add_entry(ctx *c, const dsq_qz_trow *row, int il, dsq_err *err
     fmt_name(gguf, sizeof gguf, row->gguf, il, 0);
     if (strlen(gguf) > DSQ_GGUF_MAX_NAME)
         return dsq_err_set(err, DSQ_FORMAT, "GGUF name '%s' too long", gguf);
-    if (c->n_e == c->cap_e) {
-        const size_t cap = c->cap_e ? 2 * c->cap_e : 64;
-        entry *ne = realloc(c->e, cap * sizeof *ne);
-        if (ne == NULL)
-            return dsq_err_set(err, DSQ_NOMEM, "out of memory");
-        c->e = ne;
-        c->cap_e = cap;
-    }
+    DSQ_TRY(reserve_entry(c, err));
     entry *e = &c->e[c->n_e];
     memset(e, 0, sizeof *e);
     memcpy(e->t.name, gguf, strlen(gguf) + 1); /* <= DSQ_GGUF_MAX_NAME, checked above */
@@ -347,6 +356,43 @@ static dsq_status add_entry(ctx *c, const dsq_qz_trow *row, int il, dsq_err *err
             e->t.ne[2] = hp->n_head;
             break;
     }
+cleanup:
+    return st;
+}
+
+/* The architecture's computed tensor (rope_freqs.weight for llama3 rope scaling) as one
+ * more PLAIN entry whose source is a F32 view of the computed values, so the data path
+ * reads it like any F32 checkpoint tensor. Its index is past every shard's count, which
+ * makes the release after writing (dsq_st_release) a no-op: there is no mapping to drop. */
+static dsq_status add_extra(ctx *c, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    if (c->arch->extra == NULL)
+        return DSQ_OK;
+    DSQ_TRY(c->arch->extra(c->cfg, &c->hp, &c->extra, err));
+    if (c->extra.data == NULL)
+        return DSQ_OK;
+    DSQ_TRY(reserve_entry(c, err));
+    dsq_tensor_view *v = &c->extra_view;
+    memset(v, 0, sizeof *v);
+    v->name = c->extra.gguf;
+    v->dtype = DSQ_DTYPE_F32;
+    v->ndim = 1;
+    v->shape[0] = c->extra.n;
+    v->data = c->extra.data;
+    v->nbytes = (uint64_t)c->extra.n * sizeof(float);
+    entry *e = &c->e[c->n_e];
+    memset(e, 0, sizeof *e);
+    DSQ_CHECK((e->src = calloc(1, sizeof *e->src)) != NULL, DSQ_NOMEM, err, "out of memory");
+    c->n_e++; /* owns e->src from here on */
+    snprintf(e->t.name, sizeof e->t.name, "%s", c->extra.gguf);
+    e->layer = -1;
+    e->how = DSQ_QZ_SRC_PLAIN;
+    e->n_src = 1;
+    e->src[0].v = v;
+    e->src[0].index = SIZE_MAX;
+    e->t.n_dims = 1;
+    e->t.ne[0] = c->extra.n;
+    e->t.ne[1] = e->t.ne[2] = e->t.ne[3] = 1;
 cleanup:
     return st;
 }
@@ -525,6 +571,7 @@ static dsq_status build_plan(ctx *c, dsq_err *err) {
         for (int r = 0; r < c->arch->n_rows; r++)
             if (dsq_qz_row_applies(&c->arch->rows[r], &c->hp, il))
                 DSQ_TRY(add_entry(c, &c->arch->rows[r], il, err));
+    DSQ_TRY(add_extra(c, err));
     for (size_t s = 0; s < ns; s++) {
         const dsq_st *sh = dsq_ckpt_shard(c->ck, s);
         for (size_t i = 0; i < dsq_st_count(sh); i++) {
@@ -1001,7 +1048,8 @@ dsq_status dsq_quantize_gguf(const char *in, const char *out_path, const dsq_qz_
         if (c.e[i].gt != NULL)
             s->input_bytes += c.e[i].gt->nbytes;
         for (int x = 0; x < c.e[i].n_src; x++)
-            s->input_bytes += c.e[i].src[x].v->nbytes;
+            if (c.e[i].src[x].v != &c.extra_view) /* computed, not read */
+                s->input_bytes += c.e[i].src[x].v->nbytes;
     }
     if (o->dry_run)
         goto cleanup;
@@ -1036,6 +1084,7 @@ cleanup:
     for (size_t i = 0; i < c.n_e; i++)
         free(c.e[i].src);
     free(c.e);
+    free(c.extra.data);
     if (c.used != NULL)
         for (size_t i = 0; i < dsq_ckpt_shard_count(c.ck); i++)
             free(c.used[i]);

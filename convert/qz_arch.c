@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ============================================================================================
@@ -173,15 +174,90 @@ static dsq_status llama_kv(dsq_gguf_writer *w, const void *cfgp, const dsq_qz_hp
     if (rs != NULL) {
         const char *t = rope_scaling_type(rs);
         double factor = 0;
-        if (t != NULL && strcmp(t, "llama3") == 0)
-            return dsq_err_set(err, DSQ_UNSUPPORTED,
-                               "config.json: rope_scaling type 'llama3' needs the extra "
-                               "rope_freqs.weight tensor, which dsq does not write yet");
+        /* llama3 scaling is no key: it is the rope_freqs.weight tensor (llama_extra) */
         if (t != NULL && strcmp(t, "linear") == 0 && cfg_num(rs, "factor", &factor) == 1) {
             TRY(dsq_gguf_writer_add_str(w, "llama.rope.scaling.type", "linear", 6, err));
             TRY(kv_f32(w, a, "rope.scaling.factor", factor, err));
         }
     }
+    return DSQ_OK;
+}
+
+void dsq_qz_llama3_rope_factors(const dsq_qz_llama3_rope *p, float *out) {
+    /* Every step in F32 as torch does it: Python numbers meeting a F32 tensor are rounded
+     * to F32 first, and `x / t` with a number x is t.reciprocal() * x (Tensor.__rtruediv__).
+     * torch's pow is SLEEF's (within 1 ulp), powf here as in verify/ops.c. */
+    const int64_t half = p->dim / 2;
+    const float base = (float)p->theta, dim = (float)p->dim, two_pi = (float)(2.0 * M_PI);
+    const float factor = (float)p->factor, low = (float)p->low_freq_factor;
+    const float orig = (float)p->orig_ctx;
+    /* old_context_len / low_freq_factor etc. are Python doubles, compared as F32 */
+    const float low_wl = (float)(p->orig_ctx / p->low_freq_factor);
+    const float high_wl = (float)(p->orig_ctx / p->high_freq_factor);
+    const float band = (float)(p->high_freq_factor - p->low_freq_factor);
+    for (int64_t i = 0; i < half; i++) {
+        const float freq = 1.0f / powf(base, (float)(2 * i) / dim);
+        const float wl = (1.0f / freq) * two_pi;
+        if (wl < high_wl) {
+            out[i] = 1.0f;
+        } else if (wl > low_wl) {
+            out[i] = factor;
+        } else {
+            const float s = ((1.0f / wl) * orig - low) / band;
+            out[i] = 1.0f / ((1.0f - s) / factor + s);
+        }
+    }
+}
+
+/* LlamaModel.generate_extra_tensors: rope_scaling type "llama3" becomes rope_freqs.weight
+ * (no keys). Defaults are the converter's (factor 8, bands 1 and 4, 8192). One deliberate
+ * difference: the Feb-2025 converter reads original_max_position_embeddings from the top
+ * level of config.json, where Llama 3.x configs do not have it, so it always used 8192;
+ * transformers and later converters read it from rope_scaling, and so does dsq (the top
+ * level only when rope_scaling lacks it), so that the file means what the model means.
+ * For every Llama 3.1/3.2/3.3 config (8192 in rope_scaling) the two agree. */
+static dsq_status llama_extra(const void *cfgp, const dsq_qz_hparams *hp, dsq_qz_extra *out,
+                              dsq_err *err) {
+    const json_t *cfg = cfgp;
+    memset(out, 0, sizeof *out);
+    const json_t *rs = rope_scaling(cfg);
+    const char *t = rs ? rope_scaling_type(rs) : NULL;
+    if (t == NULL || strcmp(t, "llama3") != 0)
+        return DSQ_OK;
+    dsq_qz_llama3_rope p = {10000.0, 0, 8.0, 1.0, 4.0, 8192.0};
+    int64_t head_dim = 0;
+    TRY(cfg_int(cfg, "head_dim", 0, &head_dim, err));
+    p.dim = head_dim ? head_dim : hp->n_embd / hp->n_head;
+    static const char *const keys[] = {"factor", "low_freq_factor", "high_freq_factor",
+                                       "original_max_position_embeddings"};
+    double *const vals[] = {&p.factor, &p.low_freq_factor, &p.high_freq_factor, &p.orig_ctx};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        int r = cfg_num(rs, keys[k], vals[k]);
+        if (r == 0 && k == 3)
+            r = cfg_num(cfg, keys[k], vals[k]);
+        if (r < 0 || !isfinite(*vals[k]))
+            return dsq_err_set(err, DSQ_FORMAT, "config.json: rope_scaling.%s is not a number",
+                               keys[k]);
+    }
+    if (cfg_num(cfg, "rope_theta", &p.theta) < 0 || !(p.theta > 1.0) || !isfinite(p.theta))
+        return dsq_err_set(err, DSQ_FORMAT, "config.json: rope_theta must be a number > 1");
+    /* the converter asserts only that the bands differ; dsq's forward pass (and HF's
+     * validation, as a warning) want them in order, so a file both can run is made */
+    if (!(p.factor > 0) || !(p.low_freq_factor > 0) ||
+        !(p.high_freq_factor > p.low_freq_factor) || !(p.orig_ctx > 0))
+        return dsq_err_set(err, DSQ_FORMAT,
+                           "config.json: llama3 rope_scaling needs factor > 0, 0 < "
+                           "low_freq_factor < high_freq_factor and "
+                           "original_max_position_embeddings > 0");
+    if (p.dim < 2 || p.dim % 2 != 0)
+        return dsq_err_set(err, DSQ_FORMAT, "config.json: head dim %lld is not even",
+                           (long long)p.dim);
+    out->data = malloc((size_t)(p.dim / 2) * sizeof *out->data);
+    if (out->data == NULL)
+        return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+    dsq_qz_llama3_rope_factors(&p, out->data);
+    out->gguf = "rope_freqs.weight";
+    out->n = p.dim / 2;
     return DSQ_OK;
 }
 
@@ -345,10 +421,10 @@ static const struct {
     dsq_status (*hparams)(const json_t *cfg, dsq_qz_hparams *hp, dsq_err *err);
 } archs[] = {
     {{"LlamaForCausalLM", "llama", llama_rows, (int)(sizeof llama_rows / sizeof llama_rows[0]),
-      llama_kv, 0},
+      llama_kv, 0, llama_extra},
      llama_hparams},
     {{"DeepseekV3ForCausalLM", "deepseek2", ds2_rows, (int)(sizeof ds2_rows / sizeof ds2_rows[0]),
-      ds2_kv, 1},
+      ds2_kv, 1, NULL},
      ds2_hparams},
 };
 

@@ -48,6 +48,15 @@ typedef struct dsq_qz_hparams {
     int     kvb_legacy; /* the caller's choice of MLA layout */
 } dsq_qz_hparams;
 
+/* A tensor the converter computes from config.json instead of reading it from the
+ * checkpoint (LlamaModel.generate_extra_tensors: rope_freqs.weight). Always F32 and 1-D,
+ * so no preset quantizes it (qz_rules.h: 1-D tensors stay F32). */
+typedef struct dsq_qz_extra {
+    const char *gguf; /* "rope_freqs.weight" */
+    float *data;      /* n values, owned (free) */
+    int64_t n;
+} dsq_qz_extra;
+
 typedef struct dsq_qz_arch {
     const char *hf_name;   /* "DeepseekV3ForCausalLM" */
     const char *gguf_name; /* "deepseek2" */
@@ -57,6 +66,10 @@ typedef struct dsq_qz_arch {
     dsq_status (*add_kv)(dsq_gguf_writer *w, const void *cfg_json, const dsq_qz_hparams *hp,
                          dsq_err *err);
     int drops_extra_layers; /* layers >= block_count are left out (DeepSeek's MTP layer) */
+    /* The computed tensor this config asks for: out->data == NULL when none. NULL for an
+     * architecture that never has one. */
+    dsq_status (*extra)(const void *cfg_json, const dsq_qz_hparams *hp, dsq_qz_extra *out,
+                        dsq_err *err);
 } dsq_qz_arch;
 
 /* NULL when the architecture is not supported. */
@@ -75,5 +88,20 @@ int dsq_qz_row_applies(const dsq_qz_trow *r, const dsq_qz_hparams *hp, int il);
 /* The HF row index that GGUF row `row` of a permuted Q/K tensor comes from
  * (LlamaModel.permute: within each head of hd rows, new 2i+j <- old j*hd/2+i). */
 int64_t dsq_qz_permute_src_row(int64_t row, int64_t n_rows, int64_t n_head);
+
+/* Llama 3.1 rope scaling as config.json's rope_scaling gives it. */
+typedef struct dsq_qz_llama3_rope {
+    double theta;            /* rope_theta */
+    int64_t dim;             /* rotated dims per head (head_dim), even */
+    double factor;           /* rope_scaling.factor */
+    double low_freq_factor;  /* rope_scaling.low_freq_factor */
+    double high_freq_factor; /* rope_scaling.high_freq_factor */
+    double orig_ctx;         /* rope_scaling.original_max_position_embeddings */
+} dsq_qz_llama3_rope;
+
+/* The dim/2 values of rope_freqs.weight, as LlamaModel.generate_extra_tensors computes
+ * them in torch F32: per rotary pair, 1 (short wavelengths), factor (long ones) or the
+ * smoothed 1/((1-s)/factor + s) between. llama.cpp divides the pair's angle by it. */
+void dsq_qz_llama3_rope_factors(const dsq_qz_llama3_rope *p, float *out);
 
 #endif

@@ -581,6 +581,14 @@ static void test_bad_input(void **state) {
     /* llama has no MTP layers: a tensor nobody maps is an error, not silently dropped */
     expect_cli_error(d, "--type Q8_0", "llama mapping");
     free(d);
+    /* llama3 bands out of order: the converter would write factors for bands that cannot
+     * exist, and no forward pass (dsq's, HF's validation) accepts the config */
+    d = edited_llama("llama3", "s/\"rope_scaling\": null/\"rope_scaling\": {\"rope_type\": "
+                               "\"llama3\", \"factor\": 8, \"low_freq_factor\": 4, "
+                               "\"high_freq_factor\": 1, "
+                               "\"original_max_position_embeddings\": 1024}/");
+    expect_cli_error(d, "--type Q8_0", "0 < low_freq_factor < high_freq_factor");
+    free(d);
     char *ds = tu_shared_path(DS_FP8);
     /* ne0 = 128 (kv_b split) with --pure Q4_K: no 256-block fits, and --pure has no fallback */
     expect_cli_error(ds, "--type Q4_K --pure", "row length 64 is not a multiple of Q4_K");
