@@ -207,7 +207,9 @@ int dsq__q4_0_ref_avx2(const float *x, void *dst, int64_t nb);
  *  dsq__qkx_simd: dsq__make_qkx_quants(n, nmax, x + n*j, w + n*j,
  *      L + n*j, &the_mins[j], .., rmin, rdelta, nstep, use_mad) for
  *      j < nsub (a multiple of 8) into scales[j]; n = 32 without use_mad,
- *      or n = 16 (else returns 0);
+ *      or n = 16 (else returns 0); w NULL: the weights of Q4_K/Q5_K's ref
+ *      path, sqrtf(sum of the sub-block's x^2 / n) + fabsf(x), made in the
+ *      lanes;
  *  dsq__qx_simd: dsq__make_qx_quants(16, nmax, x + 16j, L + 16j,
  *      qw ? qw + 16j : NULL) for the j < 16 * nsb sub-blocks of nsb
  *      super-blocks into scales[j]. */

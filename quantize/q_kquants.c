@@ -334,10 +334,11 @@ static void k4_get_scale_min(int j, const uint8_t *q, int *sc, int *m) {
     }
 }
 
+/* Q4_K/Q5_K search the sub-blocks of up to four super-blocks at once: 32
+ * sub-blocks fill the two vectors of 16 lanes the AVX-512 search carries. */
 enum { K45_BATCH = 4 };
 
-/* The sub-block searches of nsb (1 to K45_BATCH) consecutive super-blocks:
- * four at once fill two AVX-512 vectors of 16 lanes. */
+/* the imatrix path's searches of nsb (1 to K45_BATCH) super-blocks */
 static void k45_search(const float *x, const float *w, int nsb, int nmax, float rmin,
                        float rdelta, int nstep, uint8_t *L, float *scales, float *mins) {
     uint8_t Laux[32];
@@ -354,20 +355,23 @@ typedef struct {
     float d, dmin;
 } k45_head;
 
-
-
 /* ggml's ref path: a per-sub-block search, then the 8 scales and mins
  * linearly mapped to 0..63 by the largest one; nsb super-blocks at x */
 static void k45_ref_scales(const float *x, int nsb, int nmax, float rmin, float rdelta, int nstep,
                            uint8_t *L, k45_head *h) {
-    /* zeroed: only nsb blocks are set, and GCC cannot see that only those are read */
-    float w[K45_BATCH * DSQ_QK_K] = {0}, mins[8 * K45_BATCH], scales[8 * K45_BATCH];
-    for (int j = 0; j < 8 * nsb; ++j) {
-        const float av_x = sqrtf(sumsq(x + 32 * j, 32) / 32.0f);
-        for (int l = 0; l < 32; ++l)
-            w[32 * j + l] = av_x + fabsf(x[32 * j + l]);
+    float mins[8 * K45_BATCH], scales[8 * K45_BATCH];
+    /* the SIMD search makes these weights itself, in its lanes */
+    if (!dsq__qkx_simd(32, 0, x, NULL, 8 * nsb, nmax, rmin, rdelta, nstep, L, scales, mins)) {
+        for (int j = 0; j < 8 * nsb; ++j) {
+            float w[32];
+            uint8_t Laux[32];
+            const float av_x = sqrtf(sumsq(x + 32 * j, 32) / 32.0f);
+            for (int l = 0; l < 32; ++l)
+                w[l] = av_x + fabsf(x[32 * j + l]);
+            scales[j] = dsq__make_qkx_quants(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
+                                             rmin, rdelta, nstep, 0);
+        }
     }
-    k45_search(x, w, nsb, nmax, rmin, rdelta, nstep, L, scales, mins);
     for (int b = 0; b < nsb; ++b) {
         const float *sc = scales + 8 * b, *mn = mins + 8 * b;
         uint8_t ls[8], lm[8];

@@ -81,6 +81,7 @@ AVX2 static inline __m256i nearest8(__m256 v) {
 #define VSUB _mm256_sub_ps
 #define VMUL _mm256_mul_ps
 #define VDIV _mm256_div_ps
+#define VSQRT _mm256_sqrt_ps
 #define VMIN _mm256_min_ps
 #define VMAX _mm256_max_ps
 #define VABS(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (a))
@@ -117,11 +118,11 @@ int dsq__qkx_simd(int n, int use_mad, const float *x, const float *w, int nsub, 
     if (dsq__use_avx512())
         for (int G = 2; G >= 1; --G)
             for (; j + 16 * G <= nsub; j += 16 * G)
-                dsq__qkx_avx512(G, n, use_mad, x + n * j, w + n * j, nmax, rmin, rdelta, nstep,
+                dsq__qkx_avx512(G, n, use_mad, x + n * j, w ? w + n * j : NULL, nmax, rmin, rdelta, nstep,
                                 L + n * j, scales + j, the_mins + j);
     for (int G = 2; G >= 1; --G)
         for (; j + 8 * G <= nsub; j += 8 * G)
-            qkx_lanes_avx2(G, n, use_mad, x + n * j, w + n * j, nmax, rmin, rdelta, nstep,
+            qkx_lanes_avx2(G, n, use_mad, x + n * j, w ? w + n * j : NULL, nmax, rmin, rdelta, nstep,
                            L + n * j, scales + j, the_mins + j);
     return 1;
 }

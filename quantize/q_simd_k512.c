@@ -55,6 +55,7 @@ AVX512 static inline void transpose16x8(const float *p, int stride, __m512 *out)
 #define VSUB _mm512_sub_ps
 #define VMUL _mm512_mul_ps
 #define VDIV _mm512_div_ps
+#define VSQRT _mm512_sqrt_ps
 #define VMIN _mm512_min_ps
 #define VMAX _mm512_max_ps
 #define VABS _mm512_abs_ps

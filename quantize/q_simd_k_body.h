@@ -5,7 +5,7 @@
  *   LANES            lanes per vector (8 or 16)
  *   VF, VI, VM       float vector, int32 vector, lane mask
  *   KFN(name)        the width's name for a kernel; KATTR its target attribute
- *   V1 VZ VADD VSUB VMUL VDIV VMIN VMAX VABS VNEG VCVTI
+ *   V1 VZ VADD VSUB VMUL VDIV VSQRT VMIN VMAX VABS VNEG VCVTI
  *   VCMP(a, b, pred) a mask from a _CMP_* predicate
  *   MAND MANDN(a, b) (= ~a & b) MOR MANY MALL
  *   VBLEND(a, b, m) (b where m) VZEROIF(m, a) VKEEPIF(m, a)
@@ -107,7 +107,16 @@ KFN(qkx)(const int G, const int N, const int use_mad, const float *x, const floa
     GROUPS {
         for (int k = 0; k < N / 8; ++k) {
             TRANSPOSE(x + N * LANES * g + 8 * k, N, xt[g] + 8 * k);
-            TRANSPOSE(w + N * LANES * g + 8 * k, N, wt[g] + 8 * k);
+            if (w)
+                TRANSPOSE(w + N * LANES * g + 8 * k, N, wt[g] + 8 * k);
+        }
+        if (!w) { /* Q4_K/Q5_K ref weights: sqrtf(sum of x^2 / N) + |x| */
+            VF sx2 = VZ();
+            for (int i = 0; i < N; ++i)
+                sx2 = VADD(sx2, VMUL(xt[g][i], xt[g][i]));
+            const VF av_x = VSQRT(VDIV(sx2, V1((float)N)));
+            for (int i = 0; i < N; ++i)
+                wt[g][i] = VADD(av_x, VABS(xt[g][i]));
         }
     }
     const VF zero = VZ();
