@@ -1,6 +1,7 @@
 /* cli/cmd_inspect.c: `dsq inspect PATH`: the tensors of a safetensors file or
  * checkpoint directory, with totals per dtype; or a GGUF file's metadata (every key with
- * its type and value, arrays abbreviated) and tensors; --json for machines. */
+ * its type and value, arrays abbreviated) and tensors, a split GGUF as the whole set;
+ * --json for machines. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "cli/progress.h"
 #include "core/file.h"
 #include "formats/gguf.h"
+#include "formats/gguf_split.h"
 #include "formats/st_checkpoint.h"
 
 static const char usage_text[] =
@@ -27,6 +29,13 @@ static const char usage_text[] =
     "shape in ggml ne order (ne[0] first, the contiguous dimension: the reverse of the\n"
     "Hugging Face / numpy shape), bytes and offset in the data section, then the totals\n"
     "per type.\n"
+    "\n"
+    "A split GGUF (llama.cpp's NAME-00001-of-0000N.gguf) is given by its first file\n"
+    "and shown whole: the first file's metadata, the files of the set, and every\n"
+    "tensor with the split that holds it (its offset is in that file's data section).\n"
+    "In --json, version, alignment and data_offset are the first file's, file_bytes\n"
+    "the sum over the set, \"splits\" lists the files and each tensor has \"split\"\n"
+    "(0-based, as split.no).\n"
     "\n"
     "options:\n"
     "  --json      print one JSON document on stdout instead of the table\n"
@@ -231,17 +240,20 @@ static json_t *json_val(const dsq_gguf_val *v) {
 
 static int inspect_gguf(const char *path, int json) {
     dsq_err err = {0};
-    dsq_gguf *g = NULL;
-    const dsq_status st = dsq_gguf_open(&g, path, &err);
+    dsq_gguf_set *set = NULL;
+    const dsq_status st = dsq_gguf_set_open(&set, path, &err);
     if (st != DSQ_OK)
         return dsq_cli_fail(st, &err);
+    const dsq_gguf *g = dsq_gguf_set_meta(set);
+    const int n_files = dsq_gguf_set_file_count(set);
     totals t;
     memset(&t, 0, sizeof t);
-    const int64_t nt = dsq_gguf_tensor_count(g), nkv = dsq_gguf_kv_count(g);
+    const int64_t nt = dsq_gguf_set_tensor_count(set), nkv = dsq_gguf_kv_count(g);
     const uint64_t data_off = dsq_gguf_data_offset(g);
+    const uint64_t file_bytes = dsq_gguf_set_bytes(set);
     uint64_t all = 0;
     for (int64_t i = 0; i < nt; i++) {
-        const dsq_gguf_tensor *x = dsq_gguf_tensor_at(g, i);
+        const dsq_gguf_tensor *x = dsq_gguf_set_tensor_at(set, i);
         t.count[x->dtype]++;
         t.bytes[x->dtype] += x->nbytes;
         all += x->nbytes;
@@ -255,7 +267,22 @@ static int inspect_gguf(const char *path, int json) {
         json_object_set_new(root, "version", json_integer(dsq_gguf_version(g)));
         json_object_set_new(root, "alignment", json_integer(dsq_gguf_alignment(g)));
         json_object_set_new(root, "data_offset", json_integer((json_int_t)data_off));
-        json_object_set_new(root, "file_bytes", json_integer((json_int_t)dsq_gguf_size(g)));
+        json_object_set_new(root, "file_bytes", json_integer((json_int_t)file_bytes));
+        if (n_files > 1) {
+            json_t *splits = json_array();
+            for (int k = 0; k < n_files; k++) {
+                const dsq_gguf *f = dsq_gguf_set_file(set, k);
+                json_t *js = json_object();
+                json_object_set_new(js, "file", json_string(dsq_gguf_set_path(set, k)));
+                json_object_set_new(js, "bytes", json_integer((json_int_t)dsq_gguf_size(f)));
+                json_object_set_new(js, "data_offset",
+                                    json_integer((json_int_t)dsq_gguf_data_offset(f)));
+                json_object_set_new(js, "tensor_count", json_integer(dsq_gguf_tensor_count(f)));
+                json_array_append_new(splits, js);
+            }
+            json_object_set_new(root, "split_count", json_integer(n_files));
+            json_object_set_new(root, "splits", splits);
+        }
         json_object_set_new(root, "shape_order", json_string("ggml ne (ne[0] first)"));
         json_object_set_new(root, "kv_count", json_integer(nkv));
         for (int64_t i = 0; i < nkv; i++) {
@@ -271,7 +298,9 @@ static int inspect_gguf(const char *path, int json) {
             json_array_append_new(meta, kv);
         }
         for (int64_t i = 0; i < nt; i++) {
-            const dsq_gguf_tensor *x = dsq_gguf_tensor_at(g, i);
+            const dsq_gguf_tensor *x = dsq_gguf_set_tensor_at(set, i);
+            const int k = dsq_gguf_set_tensor_file(set, i);
+            const uint64_t k_off = dsq_gguf_data_offset(dsq_gguf_set_file(set, k));
             json_t *jt = json_object(), *ne = json_array();
             for (uint32_t d = 0; d < x->n_dims; d++)
                 json_array_append_new(ne, json_integer(x->ne[d]));
@@ -280,7 +309,9 @@ static int inspect_gguf(const char *path, int json) {
             json_object_set_new(jt, "ne", ne);
             json_object_set_new(jt, "bytes", json_integer((json_int_t)x->nbytes));
             json_object_set_new(jt, "offset", json_integer((json_int_t)x->offset));
-            json_object_set_new(jt, "file_offset", json_integer((json_int_t)(data_off + x->offset)));
+            json_object_set_new(jt, "file_offset", json_integer((json_int_t)(k_off + x->offset)));
+            if (n_files > 1)
+                json_object_set_new(jt, "split", json_integer(k));
             json_array_append_new(tensors, jt);
         }
         for (int d = 0; d < DSQ_DTYPE_COUNT; d++) {
@@ -299,14 +330,29 @@ static int inspect_gguf(const char *path, int json) {
         rc = json_dumpf(root, stdout, JSON_INDENT(2)) == 0 ? DSQ_EXIT_OK : DSQ_EXIT_IO;
         putchar('\n');
         json_decref(root);
-        dsq_gguf_close(g);
+        dsq_gguf_set_close(set);
         return rc;
     }
     char h[32];
-    dsq_format_bytes(dsq_gguf_size(g), h, sizeof h);
-    printf("GGUF v%u, alignment %u, %" PRId64 " keys, %" PRId64
-           " tensors, data section at byte %" PRIu64 ", %zu bytes (%s)\n\n",
-           dsq_gguf_version(g), dsq_gguf_alignment(g), nkv, nt, data_off, dsq_gguf_size(g), h);
+    dsq_format_bytes(file_bytes, h, sizeof h);
+    if (n_files > 1) {
+        /* the first line still describes the first file's header; the set comes next */
+        printf("GGUF v%u, alignment %u, %" PRId64 " keys, %" PRId64
+               " tensors, split set of %d files, %" PRIu64 " bytes (%s)\n",
+               dsq_gguf_version(g), dsq_gguf_alignment(g), nkv, nt, n_files, file_bytes, h);
+        printf("%-6s %8s %14s %14s  %s\n", "SPLIT", "TENSORS", "BYTES", "DATA AT", "FILE");
+        for (int k = 0; k < n_files; k++) {
+            const dsq_gguf *f = dsq_gguf_set_file(set, k);
+            printf("%-6d %8" PRId64 " %14zu %14" PRIu64 "  %s\n", k, dsq_gguf_tensor_count(f),
+                   dsq_gguf_size(f), dsq_gguf_data_offset(f), dsq_gguf_set_path(set, k));
+        }
+        printf("\n");
+    } else {
+        printf("GGUF v%u, alignment %u, %" PRId64 " keys, %" PRId64
+               " tensors, data section at byte %" PRIu64 ", %zu bytes (%s)\n\n",
+               dsq_gguf_version(g), dsq_gguf_alignment(g), nkv, nt, data_off, dsq_gguf_size(g),
+               h);
+    }
     printf("%-44s %-16s %s\n", "KEY", "TYPE", "VALUE");
     for (int64_t i = 0; i < nkv; i++) {
         dsq_gguf_val v;
@@ -332,14 +378,16 @@ static int inspect_gguf(const char *path, int json) {
         }
         printf("%-44s %-16s %s\n", dsq_gguf_kv_key(g, i), ty, val);
     }
-    printf("\n%-44s %-8s %-26s %14s %14s\n", "TENSOR", "TYPE", "NE (ggml order)", "BYTES",
-           "OFFSET");
+    printf("\n%-44s %-8s %-26s %14s %14s%s\n", "TENSOR", "TYPE", "NE (ggml order)", "BYTES",
+           "OFFSET", n_files > 1 ? "  SPLIT" : "");
     for (int64_t i = 0; i < nt; i++) {
-        const dsq_gguf_tensor *x = dsq_gguf_tensor_at(g, i);
-        char shape[128];
+        const dsq_gguf_tensor *x = dsq_gguf_set_tensor_at(set, i);
+        char shape[128], where[16] = "";
         dsq_shape_format(x->ne, (int)x->n_dims, shape, sizeof shape);
-        printf("%-44s %-8s %-26s %14" PRIu64 " %14" PRIu64 "\n", x->name,
-               dsq_dtype_name(x->dtype), shape, x->nbytes, x->offset);
+        if (n_files > 1)
+            snprintf(where, sizeof where, "  %d", dsq_gguf_set_tensor_file(set, i));
+        printf("%-44s %-8s %-26s %14" PRIu64 " %14" PRIu64 "%s\n", x->name,
+               dsq_dtype_name(x->dtype), shape, x->nbytes, x->offset, where);
     }
     printf("\n%-10s %8s %16s\n", "TYPE", "TENSORS", "BYTES");
     for (int d = 0; d < DSQ_DTYPE_COUNT; d++) {
@@ -351,7 +399,7 @@ static int inspect_gguf(const char *path, int json) {
     }
     dsq_format_bytes(all, h, sizeof h);
     printf("%-10s %8" PRId64 " %16" PRIu64 "  (%s)\n", "total", nt, all, h);
-    dsq_gguf_close(g);
+    dsq_gguf_set_close(set);
     return rc;
 }
 

@@ -35,6 +35,7 @@
 #include "core/file.h"
 #include "core/numeric.h"
 #include "formats/gguf.h"
+#include "formats/gguf_split.h"
 #include "formats/st_checkpoint.h"
 #include "quantize/quant.h"
 
@@ -56,7 +57,7 @@ typedef struct entry {
     dsq_qz_src how;
     src_ref *src; /* 1, or n_expert for DSQ_QZ_SRC_EXPERTS; NULL for GGUF input */
     int n_src;
-    const dsq_gguf_tensor *gt; /* GGUF input: the source tensor (borrowed from ctx.gin) */
+    const dsq_gguf_tensor *gt; /* GGUF input: the source tensor (borrowed from ctx.gset) */
     int copy;                  /* GGUF input: type unchanged, bytes copied as they are */
     const float *imx;          /* importance weights, ne[0] x ne[2] (borrowed), or NULL */
     int split;                 /* index of the output file */
@@ -71,7 +72,8 @@ typedef struct override {
 typedef struct ctx {
     const dsq_qz_opts *o;
     dsq_ckpt *ck;
-    dsq_gguf *gin;         /* GGUF input, else NULL */
+    dsq_gguf_set *gset;    /* GGUF input (one file or a split set), else NULL */
+    const dsq_gguf *gin;   /* its metadata: the first file's */
     char arch_name[64];    /* GGUF architecture */
     dsq_qz_model model;    /* what the type rules know about the model */
     dsq_imatrix *im;
@@ -604,7 +606,8 @@ static dsq_status build_plan_gguf(ctx *c, const char *in, dsq_err *err) {
     dsq_status st = DSQ_OK;
     const char *an = NULL;
     size_t an_len = 0;
-    DSQ_TRY(dsq_gguf_open(&c->gin, in, err));
+    DSQ_TRY(dsq_gguf_set_open(&c->gset, in, err));
+    c->gin = dsq_gguf_set_meta(c->gset);
     DSQ_CHECK(dsq_gguf_find_key(c->gin, "general.architecture") >= 0, DSQ_FORMAT, err,
               "%s: no general.architecture key (not a llama.cpp model file)", in);
     DSQ_TRY(dsq_gguf_get_str(c->gin, "general.architecture", &an, &an_len, err));
@@ -619,12 +622,12 @@ static dsq_status build_plan_gguf(ctx *c, const char *in, dsq_err *err) {
     m->n_head_kv = (int)meta_int(c, "attention.head_count_kv", m->n_head);
     m->is_70b = strcmp(c->arch_name, "llama") == 0 && m->n_layer == 80 &&
                 m->n_head != m->n_head_kv;
-    const int64_t nt = dsq_gguf_tensor_count(c->gin);
+    const int64_t nt = dsq_gguf_set_tensor_count(c->gset);
     c->e = calloc(nt > 0 ? (size_t)nt : 1, sizeof *c->e);
     DSQ_CHECK(c->e != NULL, DSQ_NOMEM, err, "out of memory");
     c->cap_e = nt > 0 ? (size_t)nt : 1;
     for (int64_t i = 0; i < nt; i++) {
-        const dsq_gguf_tensor *t = dsq_gguf_tensor_at(c->gin, i);
+        const dsq_gguf_tensor *t = dsq_gguf_set_tensor_at(c->gset, i);
         entry *e = &c->e[c->n_e++];
         int il = -1;
         memcpy(e->t.name, t->name, strlen(t->name) + 1); /* <= 63 bytes, the reader checks */
@@ -1094,7 +1097,7 @@ cleanup:
     free(c.ov);
     json_decref(c.cfg);
     dsq_ckpt_close(c.ck);
-    dsq_gguf_close(c.gin);
+    dsq_gguf_set_close(c.gset);
     dsq_imatrix_free(c.im);
     free(dir);
     free(name);

@@ -3,7 +3,8 @@
  * IN is a Hugging Face checkpoint directory (sharded or not) of F32, F16 or BF16 weights,
  * or DeepSeek's FP8 (F8_E4M3 with F32 *_scale_inv block scales, dequantized on the fly as
  * convert/fp8_bf16.h defines it, but kept in F32: no BF16 rounding, no copy on disk),
- * or a GGUF file (any architecture: its metadata is kept, as llama-quantize keeps it, and
+ * or a GGUF file or split set given by its first file (formats/gguf_split.h; any
+ * architecture: its metadata, the first file's, is kept as llama-quantize keeps it, and
  * the rules key on its tensor names; F32/F16/BF16 tensors are widened exactly, quantized
  * ones are dequantized as ggml does, which llama-quantize refuses unless
  * --allow-requantize; a tensor whose type does not change is copied byte for byte).
@@ -82,7 +83,8 @@ typedef struct dsq_qz_summary {
 
 void dsq_qz_summary_free(dsq_qz_summary *s); /* frees the tensors; accepts NULL */
 
-/* in: a checkpoint directory or a GGUF file (told apart by the GGUF magic).
+/* in: a checkpoint directory or a GGUF file (told apart by the GGUF magic); a split GGUF
+ * by its first file, PREFIX-00001-of-0000N.gguf.
  * out_path: with split_max_bytes, a trailing ".gguf" is dropped and each split is named
  * "<rest>-%05d-of-%05d.gguf"; all splits are written under temporary names and renamed
  * only when every one of them is complete.

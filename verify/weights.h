@@ -77,9 +77,10 @@ dsq_status dsq_wsource_wrap(dsq_wsource **out, const dsq_wsource_ops *ops, void 
 dsq_status dsq_wsource_open_hf(dsq_wsource **out, const char *dir, const dsq_wsource_opts *opts,
                                dsq_err *err);
 
-/* A llama.cpp GGUF file (architectures llama and deepseek2), see
- * verify/weights_gguf.c for the name mapping. opts may be NULL (unused).
- * @return DSQ_OK; the GGUF reader's errors; DSQ_FORMAT for missing or
+/* A llama.cpp GGUF file (architectures llama and deepseek2), or a split set
+ * given by its first file (formats/gguf_split.h), see verify/weights_gguf.c
+ * for the name mapping. opts may be NULL (unused).
+ * @return DSQ_OK; the GGUF and split-set readers' errors; DSQ_FORMAT for missing or
  *         inconsistent metadata; DSQ_UNSUPPORTED for another architecture. */
 dsq_status dsq_wsource_open_gguf(dsq_wsource **out, const char *path,
                                  const dsq_wsource_opts *opts, dsq_err *err);

@@ -20,7 +20,8 @@
  * slice is adjacent-pair in both forms.
  *
  * The hyper-parameters come from the `<arch>.*` metadata keys, the tokenizer
- * from `tokenizer.ggml.*`. */
+ * from `tokenizer.ggml.*`. A split GGUF is opened by its first file
+ * (formats/gguf_split.h): metadata from that file, tensors from all. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 
 #include "core/checked.h"
 #include "formats/gguf.h"
+#include "formats/gguf_split.h"
 #include "quantize/quant.h"
 #include "verify/weights.h"
 
@@ -73,7 +75,8 @@ static const name_map layer_names[] = {
 };
 
 typedef struct gguf_src {
-    dsq_gguf *g;
+    dsq_gguf_set *set;
+    const dsq_gguf *g; /* metadata: the set's first file */
     char *path;
     dsq_model_config cfg;
 } gguf_src;
@@ -90,8 +93,8 @@ typedef struct ref {
 } ref;
 
 static const dsq_gguf_tensor *tensor(const gguf_src *s, const char *name) {
-    const int64_t i = dsq_gguf_find_tensor(s->g, name);
-    return i < 0 ? NULL : dsq_gguf_tensor_at(s->g, i);
+    const int64_t i = dsq_gguf_set_find_tensor(s->set, name);
+    return i < 0 ? NULL : dsq_gguf_set_tensor_at(s->set, i);
 }
 
 static dsq_status not_found(const gguf_src *s, const char *name, const char *gname,
@@ -292,7 +295,7 @@ static void gguf_close(void *impl) {
     gguf_src *s = impl;
     if (s == NULL)
         return;
-    dsq_gguf_close(s->g);
+    dsq_gguf_set_close(s->set);
     free(s->path);
     free(s);
 }
@@ -714,7 +717,8 @@ dsq_status dsq_wsource_open_gguf(dsq_wsource **out, const char *path,
     DSQ_CHECK(s != NULL, DSQ_NOMEM, err, "out of memory");
     s->path = strdup(path);
     DSQ_CHECK(s->path != NULL, DSQ_NOMEM, err, "out of memory");
-    DSQ_TRY(dsq_gguf_open(&s->g, path, err));
+    DSQ_TRY(dsq_gguf_set_open(&s->set, path, err));
+    s->g = dsq_gguf_set_meta(s->set);
     DSQ_TRY(read_config(s, err));
     st = dsq_wsource_wrap(out, &gguf_ops, s, err);
     s = NULL;
