@@ -6,11 +6,12 @@
  *          llama-quantize's order (non-layer tensors, then layer by layer, by name).
  * header:  general.*, {arch}.*, tokenizer.* KVs and every tensor info, through the GGUF
  *          writer, so the file layout (offsets, padding) is fixed before any data.
- * data:    per entry, per 2-D slice: source rows -> F32 (FP8 x block scale in F32, F16 and
- *          BF16 widened exactly) -> transform -> dsq_quantize_rows (with the slice's
- *          imatrix weights) -> writer.
+ * data:    per entry, per 2-D slice: dsq_quantize_rows_from (with the slice's imatrix
+ *          weights) asks fill_row for each output row as F32 (the transform's source row,
+ *          FP8 x block scale in F32, F16 and BF16 widened exactly) just before quantizing
+ *          it, so rows stay in cache -> writer.
  * GGUF input takes the same road with one entry per input tensor (the KVs copied, the
- * model facts the rules need read from {arch}.* keys), a slice being dequantized with
+ * model facts the rules need read from {arch}.* keys), a row being dequantized with
  * dsq_dequantize_row, and tensors whose type does not change copied as they are.
  * Splits: the plan assigns each entry a file; every file's header is fixed up front, all
  * are written under temporary names and renamed at the end. */
@@ -22,9 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "convert/hf_config.h"
 #include "convert/imatrix.h"
@@ -90,7 +88,6 @@ typedef struct ctx {
     size_t n_ov;
     dsq_dtype out_type, embd_type; /* DSQ_DTYPE_INVALID: the rule decides */
     float e4m3[256], e5m2[256];
-    int nthreads;
     dsq_qz_extra extra;          /* a tensor computed from config.json (rope_freqs), or none */
     dsq_tensor_view extra_view;  /* extra.data as a F32 1-D source view */
 } ctx;
@@ -815,58 +812,59 @@ static void read_row(const ctx *c, const src_ref *s, int64_t r, float *out) {
     }
 }
 
-/* Slice `sl` (a 2-D [rows, cols] piece of the output, rows = ne[1], cols = ne[0]) as F32. */
-static void fill_slice(const ctx *c, const entry *e, int64_t sl, float *out, float *tmp) {
+/* Slice `sl` of an attn_k_b entry (a 2-D [rows, cols] piece of the output, rows = ne[1],
+ * cols = ne[0]) as F32: kv_b[h][0:nope, :] transposed, out[r][j] = kv_b[h*(nope+v) + j][r].
+ * Whole, because each source row feeds a column; these slices are small (nope x lora). */
+static void fill_slice_k_b(const ctx *c, const entry *e, int64_t sl, float *out, float *tmp) {
     const int64_t cols = e->t.ne[0], rows = e->t.ne[1];
-    const dsq_qz_hparams *hp = &c->hp;
-    const int nt = c->nthreads;
-    (void)nt;
-    if (e->how == DSQ_QZ_SRC_K_B) {
-        /* attn_k_b[h] = kv_b[h][0:nope, :] transposed: out[r][j] = kv_b[h*(nope+v) + j][r] */
-        const int64_t base = sl * (hp->qk_nope + hp->v_head_dim);
-        for (int64_t j = 0; j < cols; j++) {
-            read_row(c, &e->src[0], base + j, tmp);
-            for (int64_t r = 0; r < rows; r++)
-                out[r * cols + j] = tmp[r];
-        }
-        return;
-    }
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && rows * cols >= PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        const src_ref *s = &e->src[0];
-        int64_t sr = r;
-        switch (e->how) {
-            case DSQ_QZ_SRC_PERMUTE_Q: sr = dsq_qz_permute_src_row(r, rows, hp->n_head); break;
-            case DSQ_QZ_SRC_PERMUTE_K: sr = dsq_qz_permute_src_row(r, rows, hp->n_head_kv); break;
-            case DSQ_QZ_SRC_EXPERTS: s = &e->src[sl]; break;
-            case DSQ_QZ_SRC_V_B: sr = sl * (hp->qk_nope + hp->v_head_dim) + hp->qk_nope + r; break;
-            case DSQ_QZ_SRC_PLAIN:
-            case DSQ_QZ_SRC_K_B: break;
-        }
-        read_row(c, s, sr, out + r * cols);
+    const int64_t base = sl * (c->hp.qk_nope + c->hp.v_head_dim);
+    for (int64_t j = 0; j < cols; j++) {
+        read_row(c, &e->src[0], base + j, tmp);
+        for (int64_t r = 0; r < rows; r++)
+            out[r * cols + j] = tmp[r];
     }
 }
 
-/* Slice `sl` of a GGUF input tensor as F32: copied (F32), widened (F16, BF16) or
+/* What dsq_quantize_rows_from reads one slice through. */
+typedef struct slice_src {
+    const ctx *c;
+    const entry *e;
+    int64_t sl;
+    const float *f32; /* attn_k_b: the slice, already transposed; else NULL */
+    size_t in_row;    /* GGUF input: bytes of one input row */
+} slice_src;
+
+/* Row r of the slice as F32: the source row the transform maps it to, a row of the
+ * transposed attn_k_b slice, or a GGUF input row copied (F32), widened (F16, BF16) or
  * dequantized as ggml's to_float does. */
-static dsq_status fill_slice_gguf(const entry *e, int64_t sl, float *out, dsq_err *err) {
-    const dsq_gguf_tensor *g = e->gt;
+static void fill_row(void *user, int64_t r, float *out) {
+    const slice_src *p = user;
+    const entry *e = p->e;
+    const dsq_qz_hparams *hp = &p->c->hp;
     const int64_t cols = e->t.ne[0], rows = e->t.ne[1];
-    size_t rb = 0;
-    dsq_status st = dsq_quant_row_size(g->dtype, cols, &rb);
-    if (st != DSQ_OK)
-        return dsq_err_set(err, st, "tensor '%s': %s rows of %lld", g->name,
-                           dsq_dtype_name(g->dtype), (long long)cols);
-    const uint8_t *p = g->data + (size_t)sl * (size_t)rows * rb;
-    if (g->dtype == DSQ_DTYPE_F32) {
-        memcpy(out, p, (size_t)(rows * cols) * sizeof *out);
-        return DSQ_OK;
+    if (p->f32 != NULL) {
+        memcpy(out, p->f32 + r * cols, (size_t)cols * sizeof *out);
+        return;
     }
-    st = dsq_dequantize_row(g->dtype, p, out, rows * cols);
-    if (st != DSQ_OK)
-        return dsq_err_set(err, st, "tensor '%s': dequantizing %s failed", g->name,
-                           dsq_dtype_name(g->dtype));
-    return DSQ_OK;
+    if (e->gt != NULL) {
+        const uint8_t *in = e->gt->data + ((size_t)p->sl * (size_t)rows + (size_t)r) * p->in_row;
+        if (e->gt->dtype == DSQ_DTYPE_F32)
+            memcpy(out, in, (size_t)cols * sizeof *out);
+        else
+            dsq_dequantize_row(e->gt->dtype, in, out, cols); /* row size checked up front */
+        return;
+    }
+    const src_ref *s = &e->src[0];
+    int64_t sr = r;
+    switch (e->how) {
+        case DSQ_QZ_SRC_PERMUTE_Q: sr = dsq_qz_permute_src_row(r, rows, hp->n_head); break;
+        case DSQ_QZ_SRC_PERMUTE_K: sr = dsq_qz_permute_src_row(r, rows, hp->n_head_kv); break;
+        case DSQ_QZ_SRC_EXPERTS: s = &e->src[p->sl]; break;
+        case DSQ_QZ_SRC_V_B: sr = p->sl * (hp->qk_nope + hp->v_head_dim) + hp->qk_nope + r; break;
+        case DSQ_QZ_SRC_PLAIN:
+        case DSQ_QZ_SRC_K_B: break;
+    }
+    read_row(p->c, s, sr, out);
 }
 
 static dsq_status write_data(ctx *c, dsq_gguf_writer **w, uint64_t total, dsq_err *err) {
@@ -886,36 +884,46 @@ static dsq_status write_data(ctx *c, dsq_gguf_writer **w, uint64_t total, dsq_er
             continue;
         }
         const int64_t cols = e->t.ne[0], rows = e->t.ne[1], slices = e->t.ne[2];
-        size_t row_bytes = 0;
+        size_t row_bytes = 0, in_row = 0;
         DSQ_TRY(dsq_quant_row_size(e->t.type, cols, &row_bytes));
-        const size_t nf = (size_t)(rows * cols), nq = row_bytes * (size_t)rows;
-        const size_t nt =
-            e->gt ? 0 : (size_t)(e->src[0].v->shape[e->src[0].v->ndim - 1]);
-        if (nf > f32_cap) {
-            free(f32);
-            DSQ_CHECK((f32 = malloc(nf * sizeof *f32)) != NULL, DSQ_NOMEM, err,
-                      "out of memory (%zu floats for '%s')", nf, e->t.name);
-            f32_cap = nf;
+        const size_t nq = row_bytes * (size_t)rows;
+        if (e->gt != NULL) {
+            st = dsq_quant_row_size(e->gt->dtype, cols, &in_row);
+            DSQ_CHECK(st == DSQ_OK, st, err, "tensor '%s': %s rows of %lld", e->gt->name,
+                      dsq_dtype_name(e->gt->dtype), (long long)cols);
+        }
+        if (e->how == DSQ_QZ_SRC_K_B && e->gt == NULL) {
+            const size_t nf = (size_t)(rows * cols);
+            const size_t nt = (size_t)(e->src[0].v->shape[e->src[0].v->ndim - 1]);
+            if (nf > f32_cap) {
+                free(f32);
+                DSQ_CHECK((f32 = malloc(nf * sizeof *f32)) != NULL, DSQ_NOMEM, err,
+                          "out of memory (%zu floats for '%s')", nf, e->t.name);
+                f32_cap = nf;
+            }
+            if (nt > tmp_cap) {
+                free(tmp);
+                DSQ_CHECK((tmp = malloc(nt * sizeof *tmp)) != NULL, DSQ_NOMEM, err,
+                          "out of memory");
+                tmp_cap = nt;
+            }
         }
         if (nq > q_cap) {
             free(q);
             DSQ_CHECK((q = malloc(nq)) != NULL, DSQ_NOMEM, err, "out of memory");
             q_cap = nq;
         }
-        if (nt > tmp_cap) {
-            free(tmp);
-            DSQ_CHECK((tmp = malloc(nt * sizeof *tmp)) != NULL, DSQ_NOMEM, err, "out of memory");
-            tmp_cap = nt;
-        }
         for (int64_t sl = 0; sl < slices; sl++) {
-            if (e->gt)
-                DSQ_TRY(fill_slice_gguf(e, sl, f32, err));
-            else
-                fill_slice(c, e, sl, f32, tmp);
+            slice_src p = {c, e, sl, NULL, in_row};
+            if (e->how == DSQ_QZ_SRC_K_B && e->gt == NULL) {
+                fill_slice_k_b(c, e, sl, f32, tmp);
+                p.f32 = f32;
+            }
+            const dsq_row_source rs = {fill_row, NULL, &p};
             /* llama-quantize: expert (slice) i03 gets imatrix + i03 * n_per_row */
             const float *imx = e->imx ? e->imx + sl * cols : NULL;
-            st = dsq_quantize_rows(e->t.type, f32, q, rows, cols, imx,
-                                   rows * cols >= PAR_MIN ? c->o->threads : 1);
+            st = dsq_quantize_rows_from(e->t.type, &rs, q, rows, cols, imx,
+                                        rows * cols >= PAR_MIN ? c->o->threads : 1);
             DSQ_CHECK(st == DSQ_OK, st, err, "tensor '%s'%s: quantizing to %s failed: %s",
                       e->t.name, st == DSQ_RANGE ? " has NaN or infinite weights" : "",
                       dsq_dtype_name(e->t.type), dsq_status_str(st));
@@ -1000,11 +1008,6 @@ dsq_status dsq_quantize_gguf(const char *in, const char *out_path, const dsq_qz_
     memset(&c, 0, sizeof c);
     memset(s, 0, sizeof *s);
     c.o = o;
-#ifdef _OPENMP
-    c.nthreads = o->threads > 0 ? o->threads : omp_get_max_threads();
-#else
-    c.nthreads = 1;
-#endif
     for (int i = 0; i < 256; i++) {
         c.e4m3[i] = dsq_fp8_e4m3_to_f32((uint8_t)i);
         c.e5m2[i] = dsq_fp8_e5m2_to_f32((uint8_t)i);

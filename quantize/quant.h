@@ -71,4 +71,26 @@ dsq_status dsq_dequantize_row(dsq_dtype t, const void *src, float *y, int64_t n)
 dsq_status dsq_quantize_rows(dsq_dtype t, const float *src, void *dst, int64_t nrows,
                              int64_t n_per_row, const float *imatrix, int nthreads);
 
+/* Where dsq_quantize_rows_from gets its rows. fill writes row r as n_per_row
+ * floats into out; it is called from every thread at once, each with its own
+ * out (a few rows' worth at most, so a row is still in L1/L2 when it is
+ * quantized, instead of a whole F32 slice passing through memory twice).
+ * done, if not NULL, is told that rows [0, rows) of dst are final: calls come
+ * one at a time, from any thread, with rows increasing; never past a row that
+ * failed (DSQ_RANGE), so a consumer can start on the prefix, e.g. write it. */
+typedef struct dsq_row_source {
+    void (*fill)(void *user, int64_t r, float *out);
+    void (*done)(void *user, int64_t rows);
+    void *user;
+} dsq_row_source;
+
+/* dsq_quantize_rows with rows from src instead of an F32 array: the same
+ * bytes, the same checks and the same DSQ_RANGE for a non-finite row (such a
+ * row is left unspecified and the others still quantized).
+ * @return as dsq_quantize_rows; DSQ_NOMEM when a thread's row buffer cannot
+ *         be allocated. */
+dsq_status dsq_quantize_rows_from(dsq_dtype t, const dsq_row_source *src, void *dst,
+                                  int64_t nrows, int64_t n_per_row, const float *imatrix,
+                                  int nthreads);
+
 #endif

@@ -15,7 +15,8 @@
  *  - roundtrip_rmse: ceilings from the uniform-quantizer estimate (step/sqrt 12)
  *    for each type's step, see the table.
  *  - threads / rows: the same call with different thread counts and the
- *    single-row API must give the bytes ggml gave (and so each other).
+ *    single-row API must give the bytes ggml gave (and so each other); so
+ *    must rows taken through a callback (dsq_quantize_rows_from).
  *  - simd_matches_scalar: the AVX2 Q8_0/Q4_0 kernels against the scalar
  *    ones (themselves checked against ggml above), on inputs chosen to hit
  *    the edge cases (ties, -0.0, BF16-valued weights).
@@ -273,6 +274,81 @@ static void test_threads_and_rows(void **state) {
         free(got);
         free(want);
     }
+}
+
+/* dsq_quantize_rows_from: rows through a callback. */
+typedef struct rows_seen {
+    const float *src;
+    int64_t n_per_row;
+    int64_t last_done; /* the latest prefix done reported */
+    int calls, backwards;
+} rows_seen;
+
+static void fill_from(void *user, int64_t r, float *out) {
+    const rows_seen *s = user;
+    memcpy(out, s->src + r * s->n_per_row, (size_t)s->n_per_row * sizeof *out);
+}
+
+static void note_done(void *user, int64_t rows) {
+    rows_seen *s = user;
+    s->backwards += rows <= s->last_done;
+    s->last_done = rows;
+    s->calls++;
+}
+
+/* The same bytes as ggml for every type and thread count, with `done` told an
+ * increasing prefix that ends at the last row; a NaN row gives DSQ_RANGE and
+ * `done` never gets past it. */
+static void test_rows_from(void **state) {
+    (void)state;
+    static const int nthreads[] = {1, 2, 3, 7};
+    for (size_t i = 0; i < NCASES; i++) {
+        const vec_case *c = &cases[i];
+        size_t len;
+        uint8_t *want = read_vectors(c->stem, c->has_imat, &len);
+        const float *qw = c->has_imat ? g_imat : NULL;
+        const size_t rs = row_size(c->type, NCOLS);
+        uint8_t *got = malloc(len);
+        assert_non_null(got);
+        for (size_t k = 0; k < sizeof nthreads / sizeof nthreads[0]; k++) {
+            rows_seen seen = {g_src, NCOLS, 0, 0, 0};
+            const dsq_row_source src = {fill_from, k % 2 ? note_done : NULL, &seen};
+            memset(got, 0xAA, len);
+            assert_int_equal(
+                dsq_quantize_rows_from(c->type, &src, got, NROWS, NCOLS, qw, nthreads[k]),
+                DSQ_OK);
+            assert_int_equal(compare_rows(c->stem, got, want, rs, bbytes(c->type), NROWS), 0);
+            if (k % 2) {
+                assert_int_equal(seen.last_done, NROWS);
+                assert_true(seen.calls >= 1);
+                assert_int_equal(seen.backwards, 0);
+            }
+        }
+        free(got);
+        free(want);
+    }
+
+    float *x = malloc(sizeof(float) * NROWS * NCOLS);
+    uint8_t *buf = malloc(row_size(DSQ_DTYPE_Q4_K, NCOLS) * NROWS);
+    assert_non_null(x);
+    assert_non_null(buf);
+    memcpy(x, g_src, sizeof(float) * NROWS * NCOLS);
+    x[40 * NCOLS + 7] = NAN;
+    for (int nt = 1; nt <= 3; nt++) {
+        rows_seen seen = {x, NCOLS, 0, 0, 0};
+        const dsq_row_source src = {fill_from, note_done, &seen};
+        assert_int_equal(dsq_quantize_rows_from(DSQ_DTYPE_Q4_K, &src, buf, NROWS, NCOLS, NULL, nt),
+                         DSQ_RANGE);
+        assert_true(seen.last_done <= 40);
+        assert_int_equal(seen.backwards, 0);
+    }
+    const dsq_row_source none = {NULL, NULL, NULL};
+    assert_int_equal(dsq_quantize_rows_from(DSQ_DTYPE_Q4_K, &none, buf, 1, 256, NULL, 1),
+                     DSQ_INVALID_ARG);
+    assert_int_equal(dsq_quantize_rows_from(DSQ_DTYPE_Q4_K, &none, buf, 1, 100, NULL, 1),
+                     DSQ_INVALID_ARG);
+    free(x);
+    free(buf);
 }
 
 /* ---------------------------------------------------------------------------
@@ -876,6 +952,7 @@ int main(void) {
         cmocka_unit_test(test_ggml_bytes_imatrix),
         cmocka_unit_test(test_q8_0_ignores_imatrix),
         cmocka_unit_test(test_threads_and_rows),
+        cmocka_unit_test(test_rows_from),
         cmocka_unit_test(test_hand_q8_0),
         cmocka_unit_test(test_hand_q4_0),
         cmocka_unit_test(test_hand_q4_1),
