@@ -13,6 +13,11 @@ void dsq__fp8_apply_lut(const uint8_t *in, uint16_t *out, int64_t n, const uint1
         out[i] = lut[in[i]];
 }
 
+void dsq__fp8_decode(const uint8_t *in, float *out, int64_t n, const float dec[256], float scale) {
+    for (int64_t i = 0; i < n; i++)
+        out[i] = dec[in[i]] * scale;
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
@@ -53,6 +58,29 @@ dsq__fp8_apply_lut_simd(const uint8_t *in, uint16_t *out, int64_t n, const uint1
     for (; i < n; i++)
         out[i] = lut[in[i]];
 }
+int dsq__fp8_decode_simd_available(void) {
+    return __builtin_cpu_supports("avx2");
+}
+
+/* A gather straight from the F32 table, not arithmetic on the code: the table
+ * is what the portable loop reads, so NaN codes keep exactly its bits, and
+ * subnormal codes need no special case. Measured cache-hot on this machine for
+ * 128-element runs: 0.14 ns an element against 0.30 for the portable loop;
+ * 16-wide AVX-512 gathers were no faster (0.145), and an AVX-512 permute over
+ * the table in 16 registers slower (0.21). */
+__attribute__((target("avx2"))) void dsq__fp8_decode_simd(const uint8_t *in, float *out,
+                                                          int64_t n, const float dec[256],
+                                                          float scale) {
+    const __m256 s = _mm256_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i idx =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(in + i)));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_i32gather_ps(dec, idx, 4), s));
+    }
+    for (; i < n; i++)
+        out[i] = dec[in[i]] * scale;
+}
 #else
 int dsq__fp8_simd_available(void) {
     return 0;
@@ -60,5 +88,14 @@ int dsq__fp8_simd_available(void) {
 
 void dsq__fp8_apply_lut_simd(const uint8_t *in, uint16_t *out, int64_t n, const uint16_t lut[256]) {
     dsq__fp8_apply_lut(in, out, n, lut);
+}
+
+int dsq__fp8_decode_simd_available(void) {
+    return 0;
+}
+
+void dsq__fp8_decode_simd(const uint8_t *in, float *out, int64_t n, const float dec[256],
+                          float scale) {
+    dsq__fp8_decode(in, out, n, dec, scale);
 }
 #endif

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert/fp8_kernels.h"
 #include "convert/hf_config.h"
 #include "convert/imatrix.h"
 #include "convert/qz_arch.h"
@@ -90,6 +91,9 @@ typedef struct ctx {
     float e4m3[256], e5m2[256];
     dsq_qz_extra extra;          /* a tensor computed from config.json (rope_freqs), or none */
     dsq_tensor_view extra_view;  /* extra.data as a F32 1-D source view */
+    /* dsq__fp8_decode or its AVX2 twin (the same bits), chosen once */
+    void (*fp8_decode)(const uint8_t *in, float *out, int64_t n, const float dec[256],
+                       float scale);
 } ctx;
 
 static void say(const ctx *c, dsq_log_level lvl, const char *fmt, ...)
@@ -803,9 +807,11 @@ static void read_row(const ctx *c, const src_ref *s, int64_t r, float *out) {
             for (int64_t j0 = 0; j0 < cols; j0 += c->bn) {
                 const float f = rd_f32(srow + (size_t)(j0 / c->bn) * 4);
                 const int64_t j1 = j0 + c->bn < cols ? j0 + c->bn : cols;
-                for (int64_t j = j0; j < j1; j++)
-                    out[j] = dec[q[j]] * f;
+                c->fp8_decode(q + j0, out + j0, j1 - j0, dec, f);
             }
+            if (r + 1 < v->shape[0])
+                for (int64_t j = 0; j < cols; j += 64)
+                    __builtin_prefetch(q + cols + j);
             break;
         }
         default: break; /* excluded by find_src */
@@ -1008,6 +1014,7 @@ dsq_status dsq_quantize_gguf(const char *in, const char *out_path, const dsq_qz_
     memset(&c, 0, sizeof c);
     memset(s, 0, sizeof *s);
     c.o = o;
+    c.fp8_decode = dsq__fp8_decode_simd_available() ? dsq__fp8_decode_simd : dsq__fp8_decode;
     for (int i = 0; i < 256; i++) {
         c.e4m3[i] = dsq_fp8_e4m3_to_f32((uint8_t)i);
         c.e5m2[i] = dsq_fp8_e5m2_to_f32((uint8_t)i);
