@@ -19,6 +19,8 @@
  *    the files llama-quantize (same snapshot) wrote from that F32 GGUF, run from the
  *    repository root as `llama-quantize --imatrix tests/data/tiny-llama.imatrix.dat
  *    tiny-llama-f32.gguf out.gguf T 2` (the path is recorded in quantize.imatrix.file).
+ *  - Progress and a NaN weight: the summary's tensor byte count, the error text of
+ *    convert/quantize_gguf.c, and the rule that no output, not even a temporary, is left.
  *  - Splits: llama.cpp's gguf-split (examples/gguf-split/gguf-split.cpp): names
  *    PREFIX-%05d-of-%05d.gguf, all metadata in the first split, split.no u16, split.count
  *    u16, split.tensors.count i32. dsq's splits of the tiny llama at 1M were also compared
@@ -826,6 +828,68 @@ static void test_split(void **state) {
     free(out);
 }
 
+/* ==== progress and a failure part way ======================================================== */
+
+typedef struct progress_log {
+    uint64_t last, total;
+    int calls, backwards;
+} progress_log;
+
+static void on_progress(void *user, uint64_t done, uint64_t total) {
+    progress_log *p = user;
+    p->backwards += done < p->last;
+    p->last = done;
+    p->total = total;
+    p->calls++;
+}
+
+/* Progress rises to the tensor data total. A NaN weight in a late tensor, after earlier
+ * tensors already went to the temporary file: DSQ_RANGE naming the tensor, and nothing left
+ * in the output directory. */
+static void test_progress_and_nan_weight(void **state) {
+    (void)state;
+    dsq_qz_opts o = opts("Q4_K_M");
+    progress_log pl = {0, 0, 0, 0};
+    o.progress = on_progress;
+    o.progress_user = &pl;
+    char *out = tu_group_path("progress.gguf");
+    dsq_qz_summary s;
+    dsq_err err = {0};
+    assert_int_equal(dsq_quantize_gguf(llama_f32, out, &o, &s, &err), DSQ_OK);
+    assert_true(pl.calls >= 39);
+    assert_int_equal(pl.backwards, 0);
+    assert_int_equal(pl.last, s.tensor_bytes);
+    assert_int_equal(pl.total, s.tensor_bytes);
+    dsq_qz_summary_free(&s);
+    free(out);
+
+    dsq_gguf *g = tu_gguf_open(llama_f32);
+    const dsq_gguf_tensor *t = tu_gguf_tensor(g, "blk.3.ffn_down.weight");
+    size_t n = 0;
+    uint8_t *b = tu_read_file(llama_f32, &n);
+    const float nan = NAN;
+    const uint64_t at = dsq_gguf_data_offset(g) + t->offset + 4 * (uint64_t)(3 * t->ne[0] + 5);
+    assert_true(at + 4 <= n);
+    memcpy(b + at, &nan, 4); /* row 3 */
+    dsq_gguf_close(g);
+    char *in = tu_group_path("nan-in.gguf"), *dir = tu_group_path("nan-out");
+    tu_write_file(in, b, n);
+    assert_int_equal(dsq_mkdir(dir, &err), DSQ_OK);
+    out = tu_group_path("nan-out/q.gguf");
+    o = opts("Q4_K_M");
+    const dsq_status st = dsq_quantize_gguf(in, out, &o, &s, &err);
+    if (st != DSQ_RANGE ||
+        strstr(err.text, "tensor 'blk.3.ffn_down.weight' has NaN or infinite weights") == NULL)
+        fail_msg("expected DSQ_RANGE for the NaN, got %s: %s", dsq_status_str(st), err.text);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "[ -z \"$(ls -A '%s')\" ]", dir);
+    assert_int_equal(tu_system(cmd), 0);
+    free(b);
+    free(in);
+    free(dir);
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inspect_gguf_json),
@@ -837,6 +901,7 @@ int main(void) {
         cmocka_unit_test(test_imatrix_matches_llama_quantize),
         cmocka_unit_test(test_imatrix_experts),
         cmocka_unit_test(test_split),
+        cmocka_unit_test(test_progress_and_nan_weight),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
