@@ -53,16 +53,6 @@
 #include "verify/model.h"
 #include "verify/ppl.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
 
 /* the rope_scaling the test adds, and the tiny llama's own rope (its config.json) */
 #define FACTOR 8.0
@@ -202,26 +192,6 @@ static void test_rope_freqs_never_quantized(void **state) {
     free(plain);
 }
 
-static double ppl_of(const char *path, const int32_t *ids, int64_t n) {
-    dsq_model_opts mo;
-    memset(&mo, 0, sizeof mo);
-    mo.nthreads = 2;
-    dsq_model *m = NULL;
-    dsq_err err = {0};
-    if (dsq_model_open(&m, path, &mo, &err) != DSQ_OK)
-        fail_msg("%s: %s", path, err.text);
-    dsq_ppl_opts o;
-    memset(&o, 0, sizeof o);
-    o.n_ctx = 256;
-    o.n_chunks = UNDER_SANITIZER ? 1 : 3;
-    o.bos = dsq_model_get_config(m)->bos;
-    dsq_ppl_result r;
-    if (dsq_ppl_run(m, ids, n, &o, &r, NULL, &err) != DSQ_OK)
-        fail_msg("%s: %s", path, err.text);
-    dsq_model_close(m);
-    return r.ppl;
-}
-
 static void test_gguf_ppl_equals_hf(void **state) {
     (void)state;
     char *tp = tu_shared_path("data/tiny-models/eval.tokens.txt");
@@ -231,8 +201,8 @@ static void test_gguf_ppl_equals_hf(void **state) {
     assert_int_equal(dsq_tokens_read(tp, &ids, &n, &err), DSQ_OK);
     char *plain = tu_shared_path("data/tiny-models/tiny-llama");
     char *f32 = make_gguf("F32"), *bf16 = make_gguf("BF16");
-    const double p_hf = ppl_of(llama3_model(), ids, n), p_f32 = ppl_of(f32, ids, n),
-                 p_bf16 = ppl_of(bf16, ids, n), p_plain = ppl_of(plain, ids, n);
+    const double p_hf = tu_ppl_of(llama3_model(), ids, n), p_f32 = tu_ppl_of(f32, ids, n),
+                 p_bf16 = tu_ppl_of(bf16, ids, n), p_plain = tu_ppl_of(plain, ids, n);
     printf("  llama3-scaled tiny llama: ppl HF %.8f, F32 GGUF %.8f (rel %.2g), BF16 GGUF %.8f "
            "(rel %.2g); unscaled %.6f\n",
            p_hf, p_f32, fabs(p_f32 / p_hf - 1), p_bf16, fabs(p_bf16 / p_hf - 1), p_plain);

@@ -31,16 +31,6 @@
 #include "verify/ppl.h"
 #include "verify/weights.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
 
 
 /* dsq quantize MODEL OUT --type TYPE [extra]; returns the owned output path. */
@@ -233,26 +223,6 @@ static void test_gguf_tokenizer(void **state) {
     free(p);
 }
 
-static double ppl_of(const char *path, const int32_t *ids, int64_t n) {
-    dsq_model_opts mo;
-    memset(&mo, 0, sizeof mo);
-    mo.nthreads = 2;
-    dsq_model *m = NULL;
-    dsq_err err = {0};
-    if (dsq_model_open(&m, path, &mo, &err) != DSQ_OK)
-        fail_msg("%s: %s", path, err.text);
-    dsq_ppl_opts o;
-    memset(&o, 0, sizeof o);
-    o.n_ctx = 256;
-    o.n_chunks = UNDER_SANITIZER ? 1 : 3;
-    o.bos = dsq_model_get_config(m)->bos;
-    dsq_ppl_result r;
-    if (dsq_ppl_run(m, ids, n, &o, &r, NULL, &err) != DSQ_OK)
-        fail_msg("%s: %s", path, err.text);
-    dsq_model_close(m);
-    return r.ppl;
-}
-
 static void test_gguf_perplexity(void **state) {
     (void)state;
     char *tp = tu_shared_path("data/tiny-models/eval.tokens.txt");
@@ -266,8 +236,8 @@ static void test_gguf_perplexity(void **state) {
         snprintf(rel, sizeof rel, "data/tiny-models/%s", models[k]);
         char *dir = tu_shared_path(rel);
         char *f32 = make_gguf(models[k], "F32", ""), *q4 = make_gguf(models[k], "Q4_K_M", "");
-        const double p_hf = ppl_of(dir, ids, n), p_f32 = ppl_of(f32, ids, n),
-                     p_q4 = ppl_of(q4, ids, n);
+        const double p_hf = tu_ppl_of(dir, ids, n), p_f32 = tu_ppl_of(f32, ids, n),
+                     p_q4 = tu_ppl_of(q4, ids, n);
         printf("  %-18s ppl safetensors %.6f, F32 GGUF %.6f (rel %.2g), Q4_K_M %.6f (+%.2f%%)\n",
                models[k], p_hf, p_f32, fabs(p_f32 / p_hf - 1), p_q4, 100 * (p_q4 / p_hf - 1));
         assert_true(fabs(p_f32 / p_hf - 1) < 5e-5); /* 4 significant digits */
@@ -278,7 +248,7 @@ static void test_gguf_perplexity(void **state) {
             assert_true(p_q4 > p_hf);
         if (k == 1) {
             char *leg = make_gguf(models[k], "F32", "--mla-legacy");
-            assert_true(fabs(ppl_of(leg, ids, n) / p_hf - 1) < 5e-5);
+            assert_true(fabs(tu_ppl_of(leg, ids, n) / p_hf - 1) < 5e-5);
             free(leg);
         }
         free(dir);

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "formats/gguf.h"
+#include "verify/model.h"
+#include "verify/ppl.h"
 
 char *tu_shared_path(const char *rel) {
     const char *root = getenv("DSQ_SHARED");
@@ -151,3 +153,24 @@ void tu_gguf_expect_str(const dsq_gguf *g, const char *key, const char *want) {
     if (n != strlen(want) || memcmp(s, want, n) != 0)
         fail_msg("%s = '%.*s', expected '%s'", key, (int)n, s, want);
 }
+
+double tu_ppl_of(const char *path, const int32_t *ids, int64_t n) {
+    dsq_model_opts mo;
+    memset(&mo, 0, sizeof mo);
+    mo.nthreads = 2;
+    dsq_model *m = NULL;
+    dsq_err err = {0};
+    if (dsq_model_open(&m, path, &mo, &err) != DSQ_OK)
+        fail_msg("%s: %s", path, err.text);
+    dsq_ppl_opts o;
+    memset(&o, 0, sizeof o);
+    o.n_ctx = 256;
+    o.n_chunks = UNDER_SANITIZER ? 1 : 3;
+    o.bos = dsq_model_get_config(m)->bos;
+    dsq_ppl_result r;
+    if (dsq_ppl_run(m, ids, n, &o, &r, NULL, &err) != DSQ_OK)
+        fail_msg("%s: %s", path, err.text);
+    dsq_model_close(m);
+    return r.ppl;
+}
+

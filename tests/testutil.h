@@ -7,6 +7,26 @@
 
 #include "formats/gguf.h"
 
+/* 1 in the ASan/UBSan build, where the slow tests do less */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+#define UNDER_SANITIZER 1
+/* Perplexity of model `path` (HF dir or GGUF) over ids: ctx 256, 3 windows
+ * (1 under a sanitizer), 2 threads; fails the test on error. */
+double tu_ppl_of(const char *path, const int32_t *ids, int64_t n);
+
+#endif
+#endif
+#ifndef UNDER_SANITIZER
+#define UNDER_SANITIZER 0
+/* Perplexity of model `path` (HF dir or GGUF) over ids: ctx 256, 3 windows
+ * (1 under a sanitizer), 2 threads; fails the test on error. */
+double tu_ppl_of(const char *path, const int32_t *ids, int64_t n);
+
+#endif
+
 /* "$DSQ_SHARED/<rel>" (DSQ_SHARED defaults to ../shared). Fails the test,
  * loudly, when the file does not exist: CI always has ../shared. Caller frees. */
 char *tu_shared_path(const char *rel);
@@ -39,5 +59,9 @@ const dsq_gguf_tensor *tu_gguf_tensor(const dsq_gguf *g, const char *name);
 uint32_t tu_gguf_u32(const dsq_gguf *g, const char *key);
 /* Fails the test unless string key `key` of g equals want. */
 void tu_gguf_expect_str(const dsq_gguf *g, const char *key, const char *want);
+
+/* Perplexity of model `path` (HF dir or GGUF) over ids: ctx 256, 3 windows
+ * (1 under a sanitizer), 2 threads; fails the test on error. */
+double tu_ppl_of(const char *path, const int32_t *ids, int64_t n);
 
 #endif
