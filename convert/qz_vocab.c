@@ -1,6 +1,7 @@
 /* convert/qz_vocab.c: tokenizer metadata for GGUF (see qz_vocab.h). */
 #include "convert/qz_vocab.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@
 #define MAX_JSON ((size_t)1 << 30)
 
 /* gguf-py TokenType */
-enum { TT_NORMAL = 1, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5 };
+enum { TT_NORMAL = 1, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
 /* Llama 3's pre-tokenizer regex, as tokenizer.json stores it (llama.cpp's "llama-bpe"). */
 static const char llama3_re[] =
@@ -457,6 +458,273 @@ cleanup:
     return st;
 }
 
+/* ---- LlamaHfVocab: a Llama-2 style tokenizer.json without tokenizer.model ---------------- */
+
+/* gguf-py LlamaHfVocab.get_token_type: re.fullmatch(br"<0x[0-9A-Fa-f]{2}>", text) */
+static int is_byte_token(const char *t) {
+    return strlen(t) == 6 && strncmp(t, "<0x", 3) == 0 && isxdigit((unsigned char)t[3]) &&
+           isxdigit((unsigned char)t[4]) && t[5] == '>';
+}
+
+/* The id tokenizers gives text once tokenizer.json is loaded (an added token first, then
+ * model.vocab: AddedVocabulary::token_to_id); -1 when it has none. */
+static json_int_t hf_token_id(const json_t *vocab, const json_t *added_ids, const char *text) {
+    const json_t *v = json_object_get(added_ids, text);
+    if (v == NULL)
+        v = json_object_get(vocab, text);
+    return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+/* Marks the special token named by entry e (a string or an AddedToken object; null names
+ * none) in is_special. `what` and `file` name the entry in messages. */
+static dsq_status mark_special(const json_t *e, const char *what, const char *file,
+                               const json_t *vocab, const json_t *added_ids, size_t n_tokens,
+                               uint8_t *is_special, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    if (e == NULL || json_is_null(e))
+        goto cleanup;
+    const char *c = special_content(e);
+    DSQ_CHECK(c != NULL, DSQ_FORMAT, err, "%s: %s is neither a string nor a token object", file,
+              what);
+    const json_int_t id = hf_token_id(vocab, added_ids, c);
+    /* transformers would add the missing token at load time, at an id dsq would have to
+     * guess, and the converter would write it */
+    DSQ_CHECK(id >= 0 && (size_t)id < n_tokens, DSQ_UNSUPPORTED, err,
+              "%s: %s '%s' is not a token of tokenizer.json (transformers would add it when "
+              "loading; dsq does not)",
+              file, what, c);
+    is_special[id] = 1;
+cleanup:
+    return st;
+}
+
+/* gguf-py LlamaHfVocab (Feb-2025) as _set_vocab_llama_hf writes it; see qz_vocab.h for the
+ * rules. The converter reads the vocabulary through transformers' AutoTokenizer; dsq reads
+ * the same files and refuses the cases where transformers would change the vocabulary while
+ * loading it, rather than guess what it would do. */
+static dsq_status add_vocab_llama_hf(dsq_gguf_writer *w, const char *dir, int64_t n_vocab,
+                                     dsq_err *err) {
+    static const char *const attrs[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                        "pad_token", "cls_token", "mask_token"};
+    dsq_status st = DSQ_OK;
+    json_t *tok = NULL, *tcfg = NULL, *cfg = NULL, *stm = NULL, *added_ids = NULL;
+    const char **strs = NULL;
+    float *scores = NULL;
+    int32_t *types = NULL;
+    uint8_t *is_special = NULL;
+    char *atj = NULL;
+
+    DSQ_TRY(load_json(dir, "tokenizer.json", 1, &tok, err));
+    DSQ_TRY(load_json(dir, "tokenizer_config.json", 0, &tcfg, err));
+    DSQ_TRY(load_json(dir, "config.json", 0, &cfg, err));
+    DSQ_CHECK(tcfg == NULL || json_is_object(tcfg), DSQ_FORMAT, err,
+              "%s/tokenizer_config.json: not an object", dir);
+    DSQ_CHECK(n_vocab > 0 && n_vocab <= DSQ_TOK_MAX_VOCAB, DSQ_FORMAT, err, "vocab_size %lld",
+              (long long)n_vocab);
+
+    /* AutoTokenizer's class: tokenizer_class, else the one of config.json's model_type
+     * (llama: LlamaTokenizerFast). Only these two are modelled. */
+    const char *cls = json_string_value(json_object_get(tcfg, "tokenizer_class"));
+    const int llama_cls = cls == NULL || strcmp(cls, "LlamaTokenizer") == 0 ||
+                          strcmp(cls, "LlamaTokenizerFast") == 0;
+    DSQ_CHECK(llama_cls || strcmp(cls, "PreTrainedTokenizerFast") == 0, DSQ_UNSUPPORTED, err,
+              "%s/tokenizer_config.json: tokenizer_class '%s' (dsq models LlamaTokenizerFast and "
+              "PreTrainedTokenizerFast only)",
+              dir, cls);
+    /* LlamaTokenizerFast rebuilds itself from tokenizer.model when add_prefix_space is set,
+     * and there is none: the converter fails */
+    const json_t *aps = json_object_get(tcfg, "add_prefix_space");
+    DSQ_CHECK(!llama_cls || aps == NULL || json_is_null(aps), DSQ_UNSUPPORTED, err,
+              "%s: tokenizer_config.json sets add_prefix_space, which makes LlamaTokenizerFast "
+              "need a tokenizer.model: llama.cpp's converter fails on this checkpoint",
+              dir);
+    /* without added_tokens_decoder transformers takes the legacy path, where
+     * special_tokens_map.json overrides the config and added_tokens.json adds tokens */
+    const int legacy = json_object_get(tcfg, "added_tokens_decoder") == NULL;
+    if (legacy) {
+        DSQ_TRY(load_json(dir, "special_tokens_map.json", 0, &stm, err));
+        DSQ_CHECK(stm == NULL || json_is_object(stm), DSQ_FORMAT, err,
+                  "%s/special_tokens_map.json: not an object", dir);
+        DSQ_CHECK((atj = dsq_path_join(dir, "added_tokens.json")) != NULL, DSQ_NOMEM, err,
+                  "out of memory");
+        DSQ_CHECK(access(atj, F_OK) != 0, DSQ_UNSUPPORTED, err,
+                  "%s: transformers would add the tokens of added_tokens.json to "
+                  "tokenizer.json's when loading; dsq does not",
+                  dir);
+    }
+
+    const json_t *model = json_object_get(tok, "model");
+    const json_t *vocab = json_object_get(model, "vocab");
+    DSQ_CHECK(json_is_object(vocab) && json_object_size(vocab) > 0, DSQ_FORMAT, err,
+              "%s/tokenizer.json: model.vocab missing or empty", dir);
+    const json_t *added = json_object_get(tok, "added_tokens");
+    DSQ_CHECK(added == NULL || json_is_array(added), DSQ_FORMAT, err,
+              "%s/tokenizer.json: added_tokens is not an array", dir);
+    const size_t base = json_object_size(vocab), n_added = json_array_size(added);
+    DSQ_CHECK(base <= DSQ_TOK_MAX_VOCAB && n_added <= DSQ_TOK_MAX_VOCAB, DSQ_FORMAT, err,
+              "%s/tokenizer.json: %zu tokens and %zu added tokens, too many", dir, base,
+              n_added);
+    strs = calloc(base + n_added, sizeof *strs);
+    DSQ_CHECK(strs != NULL && (added_ids = json_object()) != NULL, DSQ_NOMEM, err,
+              "out of memory");
+
+    /* the converter walks ids 0 .. len(vocab)-1 and looks each up (KeyError on a gap), so
+     * the ids must be exactly those, each once */
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)vocab, key, val) {
+        const json_int_t id = json_integer_value(val);
+        DSQ_CHECK(json_is_integer(val) && id >= 0 && (size_t)id < base, DSQ_FORMAT, err,
+                  "%s/tokenizer.json: model.vocab id of '%s' is not in [0, %zu) (the vocabulary "
+                  "has %zu entries)",
+                  dir, key, base, base);
+        DSQ_CHECK(strs[id] == NULL, DSQ_FORMAT, err,
+                  "%s/tokenizer.json: model.vocab gives id %lld to both '%s' and '%s'", dir,
+                  (long long)id, strs[id], key);
+        strs[id] = key;
+    }
+
+    /* tokenizers loads added_tokens by content, ignoring their ids: a content in the vocab
+     * (or added before) keeps that id, a new one takes the next id past the vocabulary. An
+     * id the file states otherwise would silently move; dsq refuses such a file. */
+    size_t n_tokens = base;
+    for (size_t i = 0; i < n_added; i++) {
+        const json_t *a = json_array_get(added, i);
+        const char *c = json_string_value(json_object_get(a, "content"));
+        const json_t *jid = json_object_get(a, "id");
+        DSQ_CHECK(c != NULL && c[0] != '\0' && json_is_integer(jid), DSQ_FORMAT, err,
+                  "%s/tokenizer.json: added_tokens[%zu] has no content or no id", dir, i);
+        json_int_t want = hf_token_id(vocab, added_ids, c);
+        if (want < 0)
+            want = (json_int_t)n_tokens;
+        DSQ_CHECK(json_integer_value(jid) == want, DSQ_FORMAT, err,
+                  "%s/tokenizer.json: added_tokens[%zu] '%s' has id %lld but loads as id %lld "
+                  "(its vocabulary id, or the next one past the vocabulary)",
+                  dir, i, c, (long long)json_integer_value(jid), (long long)want);
+        if ((size_t)want == n_tokens)
+            strs[n_tokens++] = c;
+        DSQ_CHECK(json_object_set_new(added_ids, c, json_integer(want)) == 0, DSQ_NOMEM, err,
+                  "out of memory");
+    }
+    /* the converter writes them all; ids past the embedding would have no row */
+    DSQ_CHECK((int64_t)n_tokens <= n_vocab, DSQ_FORMAT, err,
+              "%s/tokenizer.json: %zu tokens, more than config.json's vocab_size %lld", dir,
+              n_tokens, (long long)n_vocab);
+
+    /* tokenizer_config.json's added_tokens_decoder is applied on top of tokenizer.json; an
+     * entry that is not already there as it says would be added or moved */
+    const json_t *decoder = json_object_get(tcfg, "added_tokens_decoder");
+    DSQ_CHECK(decoder == NULL || json_is_object(decoder), DSQ_FORMAT, err,
+              "%s/tokenizer_config.json: added_tokens_decoder is not an object", dir);
+    json_object_foreach((json_t *)decoder, key, val) {
+        const char *c = json_string_value(json_object_get(val, "content"));
+        char *end = NULL;
+        const long long id = strtoll(key, &end, 10);
+        DSQ_CHECK(c != NULL && end != key && *end == '\0', DSQ_FORMAT, err,
+                  "%s/tokenizer_config.json: added_tokens_decoder '%s' has no content or is not "
+                  "an id",
+                  dir, key);
+        DSQ_CHECK(hf_token_id(vocab, added_ids, c) == id, DSQ_UNSUPPORTED, err,
+                  "%s/tokenizer_config.json: added_tokens_decoder %s '%s' is not that token of "
+                  "tokenizer.json (transformers would add it when loading; dsq does not)",
+                  dir, key, c);
+    }
+
+    /* all_special_tokens: the seven named tokens (LlamaTokenizerFast defaults bos, eos and
+     * unk to <s>, </s>, <unk> when the config does not name them) and
+     * additional_special_tokens, from tokenizer_config.json, in the legacy case overridden
+     * by special_tokens_map.json */
+    is_special = calloc(n_tokens, 1);
+    DSQ_CHECK(is_special != NULL, DSQ_NOMEM, err, "out of memory");
+    const char *bos = NULL, *eos = NULL;
+    for (size_t t = 0; t < sizeof attrs / sizeof attrs[0]; t++) {
+        const json_t *e = json_object_get(tcfg, attrs[t]);
+        const char *file = "tokenizer_config.json";
+        json_t *dflt = NULL;
+        if (json_object_get(stm, attrs[t]) != NULL) {
+            e = json_object_get(stm, attrs[t]);
+            file = "special_tokens_map.json";
+        }
+        if (e == NULL && llama_cls && t < 3) {
+            static const char *const defaults[] = {"<s>", "</s>", "<unk>"};
+            e = dflt = json_string(defaults[t]);
+            file = "LlamaTokenizerFast's default";
+            DSQ_CHECK(dflt != NULL, DSQ_NOMEM, err, "out of memory");
+        }
+        st = mark_special(e, attrs[t], file, vocab, added_ids, n_tokens, is_special, err);
+        if (t == 0)
+            bos = special_content(e);
+        if (t == 1)
+            eos = special_content(e);
+        json_decref(dflt);
+        if (st != DSQ_OK)
+            goto cleanup;
+    }
+    for (int f = 0; f < 2; f++) {
+        const json_t *doc = f == 0 ? tcfg : stm;
+        const json_t *extra = json_object_get(doc, "additional_special_tokens");
+        const char *file = f == 0 ? "tokenizer_config.json" : "special_tokens_map.json";
+        DSQ_CHECK(extra == NULL || json_is_null(extra) || json_is_array(extra), DSQ_FORMAT, err,
+                  "%s/%s: additional_special_tokens is not a list", dir, file);
+        for (size_t i = 0; i < json_array_size(extra); i++)
+            DSQ_TRY(mark_special(json_array_get(extra, i), "additional_special_tokens", file,
+                                 vocab, added_ids, n_tokens, is_special, err));
+    }
+    /* LlamaTokenizerFast.update_post_processor raises on these, and so the converter */
+    if (llama_cls) {
+        const json_t *ab = json_object_get(tcfg, "add_bos_token");
+        const json_t *ae = json_object_get(tcfg, "add_eos_token");
+        DSQ_CHECK(bos != NULL || json_is_false(ab), DSQ_UNSUPPORTED, err,
+                  "%s: add_bos_token is on but there is no bos_token: llama.cpp's converter "
+                  "fails on this checkpoint",
+                  dir);
+        DSQ_CHECK(eos != NULL || !json_is_true(ae), DSQ_UNSUPPORTED, err,
+                  "%s: add_eos_token is on but there is no eos_token: llama.cpp's converter "
+                  "fails on this checkpoint",
+                  dir);
+    }
+
+    /* every score -1000 (get_token_score is a placeholder); types: <0xXX> BYTE, then
+     * CONTROL for all_special_ids, NORMAL otherwise; added tokens past the vocabulary
+     * CONTROL when special, else USER_DEFINED */
+    scores = malloc(n_tokens * sizeof *scores);
+    types = malloc(n_tokens * sizeof *types);
+    DSQ_CHECK(scores != NULL && types != NULL, DSQ_NOMEM, err, "out of memory");
+    for (size_t i = 0; i < n_tokens; i++) {
+        scores[i] = -1000.0f;
+        if (i >= base)
+            types[i] = is_special[i] ? TT_CONTROL : TT_USER_DEFINED;
+        else if (is_byte_token(strs[i]))
+            types[i] = TT_BYTE;
+        else
+            types[i] = is_special[i] ? TT_CONTROL : TT_NORMAL;
+    }
+
+    DSQ_TRY(dsq_gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", 5, err));
+    DSQ_TRY(dsq_gguf_writer_add_str(w, "tokenizer.ggml.pre", "default", 7, err));
+    DSQ_TRY(dsq_gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", strs, NULL,
+                                        (uint64_t)n_tokens, err));
+    DSQ_TRY(dsq_gguf_writer_add_arr(w, "tokenizer.ggml.scores", DSQ_GGUF_FLOAT32, scores,
+                                    (uint64_t)n_tokens, err));
+    DSQ_TRY(dsq_gguf_writer_add_arr(w, "tokenizer.ggml.token_type", DSQ_GGUF_INT32, types,
+                                    (uint64_t)n_tokens, err));
+    /* SpecialVocab(n_vocab=len(tokens)): ids past the written tokens are skipped */
+    DSQ_TRY(add_special_vocab(w, added, tcfg, cfg, (int64_t)n_tokens, err));
+
+cleanup:
+    free(atj);
+    free(strs);
+    free(scores);
+    free(types);
+    free(is_special);
+    json_decref(added_ids);
+    json_decref(tok);
+    json_decref(tcfg);
+    json_decref(cfg);
+    json_decref(stm);
+    return st;
+}
+
 /* LlamaModel.set_vocab after the vocabulary: CodeLlama's (vocab_size 32016) EOT id (the
  * converter also asks for prefix/suffix/middle ids, but its GGUFWriter has no setter for
  * them and skips them), add_space_prefix from tokenizer_config.json's add_prefix_space,
@@ -526,26 +794,24 @@ dsq_status dsq_qz_add_vocab(dsq_gguf_writer *w, const char *dir, const char *arc
     if (llama && access(spm, F_OK) == 0) {
         DSQ_TRY(add_vocab_spm(w, dir, n_vocab, err));
     } else {
+        /* next the converter tries LlamaHfVocab: a tokenizer.json whose model is BPE with
+         * byte_fallback and whose decoder is a Sequence (a Llama-2 style tokenizer saved
+         * without its tokenizer.model) becomes a "llama" vocabulary, anything else gpt2 */
+        int hf = 0;
         if (llama) {
-            /* next the converter tries LlamaHfVocab, which takes a tokenizer.json whose model
-             * is BPE with byte_fallback and whose decoder is a Sequence (a Llama-2 style
-             * tokenizer saved without its tokenizer.model) and writes a "llama" vocabulary;
-             * dsq does not build that one, and a gpt2 vocabulary would be wrong */
             DSQ_TRY(load_json(dir, "tokenizer.json", 0, &tok, err));
             const json_t *model = json_object_get(tok, "model");
             const char *mt = json_string_value(json_object_get(model, "type"));
             const char *dt = json_string_value(json_object_get(json_object_get(tok, "decoder"),
                                                                "type"));
-            DSQ_CHECK(!(mt != NULL && strcmp(mt, "BPE") == 0 &&
-                        json_is_true(json_object_get(model, "byte_fallback")) && dt != NULL &&
-                        strcmp(dt, "Sequence") == 0),
-                      DSQ_UNSUPPORTED, err,
-                      "%s: tokenizer.json is a SentencePiece-style BPE (byte_fallback) and there "
-                      "is no tokenizer.model: llama.cpp converts it with LlamaHfVocab, which dsq "
-                      "does not do; add the checkpoint's tokenizer.model",
-                      dir);
+            hf = mt != NULL && strcmp(mt, "BPE") == 0 &&
+                 json_is_true(json_object_get(model, "byte_fallback")) && dt != NULL &&
+                 strcmp(dt, "Sequence") == 0;
         }
-        DSQ_TRY(add_vocab_gpt2(w, dir, n_vocab, pre_override, err));
+        if (hf)
+            DSQ_TRY(add_vocab_llama_hf(w, dir, n_vocab, err));
+        else
+            DSQ_TRY(add_vocab_gpt2(w, dir, n_vocab, pre_override, err));
     }
     if (llama)
         DSQ_TRY(add_llama_extras(w, dir, n_vocab, err));

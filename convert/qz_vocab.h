@@ -4,10 +4,10 @@
  * architecture a tokenizer.model (SentencePiece) wins whenever the file exists, even beside
  * a tokenizer.json (LlamaModel.set_vocab tries _set_vocab_sentencepiece first and falls back
  * only on FileNotFoundError); deepseek2 always uses tokenizer.json (_set_vocab_gpt2).
- * Between the two the converter tries LlamaHfVocab (a tokenizer.json of BPE with
- * byte_fallback and a Sequence decoder, for llama without tokenizer.model); dsq does not
- * build that vocabulary and refuses such a checkpoint (DSQ_UNSUPPORTED) rather than write a
- * wrong gpt2 one.
+ * Between the two, for llama without tokenizer.model, the converter tries LlamaHfVocab: a
+ * tokenizer.json whose model is BPE with byte_fallback and whose decoder is a Sequence (a
+ * Llama-2 style tokenizer) becomes a "llama" vocabulary (below); any other tokenizer.json
+ * becomes gpt2.
  *
  * SentencePiece (_create_vocab_sentencepiece, _set_vocab_sentencepiece), from tokenizer.model
  * read by tokenizer/tok_spm_model.h:
@@ -25,7 +25,36 @@
  *   tokenizer.json's added_tokens and config.json, never from the tokenizer.model).
  * A model with more pieces than vocab_size is an error (the converter's IndexError).
  *
- * llama architecture, either vocabulary (LlamaModel.set_vocab): tokenizer.ggml.eot_token_id
+ * LlamaHfVocab (gguf-py vocab.py, _set_vocab_llama_hf), which reads the files through
+ * transformers' AutoTokenizer (LlamaTokenizerFast, or PreTrainedTokenizerFast when
+ * tokenizer_class says so):
+ *   tokenizer.ggml.model "llama", tokenizer.ggml.pre "default"
+ *   tokenizer.ggml.tokens     model.vocab in id order, then the added tokens past it in id
+ *                             order: as many as there are, not padded to vocab_size
+ *   tokenizer.ggml.scores     -1000 for every token (the converter has no scores to give,
+ *                             so llama.cpp merges leftmost-first and may tokenize otherwise
+ *                             than the tokenizer.model of the same vocabulary would)
+ *   tokenizer.ggml.token_type <0xXX> BYTE 6; then CONTROL 3 for transformers'
+ *                             all_special_ids: the bos/eos/unk/sep/pad/cls/mask tokens and
+ *                             additional_special_tokens tokenizer_config.json names (in the
+ *                             legacy layout, without added_tokens_decoder,
+ *                             special_tokens_map.json's entries win), bos/eos/unk defaulting
+ *                             to <s> </s> <unk> for LlamaTokenizerFast; NORMAL 1 otherwise;
+ *                             added tokens past the vocabulary CONTROL when special in that
+ *                             sense, else USER_DEFINED 4, their text unchanged
+ *   special ids, add_bos/add_eos and chat_template as for BPE below, with n_vocab the
+ *   number of tokens written.
+ * dsq refuses (DSQ_FORMAT) ids that are not exactly 0 .. len(model.vocab)-1 (the converter's
+ * KeyError), an added token whose stated id is not the one tokenizers gives it (its vocab id,
+ * else the next id past the vocabulary in file order; tokenizers only warns and moves it),
+ * and more tokens than config.json's vocab_size (the converter writes them; they would have
+ * no embedding row). It refuses (DSQ_UNSUPPORTED) what transformers would change while
+ * loading, rather than guess: a special token or an added_tokens_decoder entry tokenizer.json
+ * lacks, added_tokens.json in the legacy layout, another tokenizer_class; and what makes the
+ * converter fail: add_prefix_space with LlamaTokenizerFast (it then needs tokenizer.model),
+ * add_bos_token (default on) without a bos_token, add_eos_token without an eos_token.
+ *
+ * llama architecture, any vocabulary (LlamaModel.set_vocab): tokenizer.ggml.eot_token_id
  * for vocab_size 32016 (CodeLlama; 32010 unless the files name one),
  * tokenizer.ggml.add_space_prefix from tokenizer_config.json add_prefix_space when present,
  * tokenizer.ggml.add_bos_token false for vocab_size 49152.
@@ -58,10 +87,10 @@
 
 /* dir holds tokenizer.json or (llama) tokenizer.model, and optionally tokenizer_config.json,
  * config.json, added_tokens.json. arch is the GGUF architecture name ("llama", "deepseek2").
- * pre_override applies to BPE only.
+ * pre_override applies to the gpt2 vocabulary only.
  * @return DSQ_OK; DSQ_NOT_FOUND (no tokenizer); DSQ_FORMAT (bad JSON or tokenizer.model, an
- *         id out of range); DSQ_UNSUPPORTED (not BPE, or a pre-tokenizer dsq cannot name and
- *         no override); DSQ_RANGE; DSQ_NOMEM. */
+ *         id out of range); DSQ_UNSUPPORTED (not BPE, a pre-tokenizer dsq cannot name and no
+ *         override, a LlamaHfVocab case listed above); DSQ_RANGE; DSQ_NOMEM. */
 dsq_status dsq_qz_add_vocab(dsq_gguf_writer *w, const char *dir, const char *arch,
                             int64_t n_vocab, const char *pre_override, dsq_err *err);
 

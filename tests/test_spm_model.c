@@ -21,9 +21,8 @@
  *    added_tokens (via tokenizer_config.json) and config.json only.
  *  - the encoding check works by the SentencePiece merge rule by hand (tok_spm.c states it).
  *  - the corrupt inputs are each one defect of the wire format or of the model; a model with
- *    more pieces than vocab_size fails as the converter does (IndexError); a llama checkpoint
- *    whose only tokenizer is a Llama-2 style tokenizer.json (the converter's LlamaHfVocab
- *    case) is refused by name rather than written as a wrong gpt2 vocabulary. */
+ *    more pieces than vocab_size fails as the converter does (IndexError). A llama checkpoint
+ *    whose only tokenizer is a Llama-2 style tokenizer.json is tests/test_llama_hf_vocab.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -568,29 +567,6 @@ static void test_quantize_spm_too_many_pieces(void **state) {
     free(dir);
 }
 
-/* llama without tokenizer.model but with a Llama-2 style tokenizer.json (BPE, byte_fallback,
- * Sequence decoder): the converter's LlamaHfVocab case, which dsq refuses by name. */
-static void test_quantize_llama_hf_vocab_refused(void **state) {
-    (void)state;
-    char *dir = make_ckpt("hfvocab"), *out = join(dir, "out.gguf");
-    char *model = join(dir, "tokenizer.model");
-    assert_int_equal(remove(model), 0);
-    put_str(dir, "tokenizer.json",
-            "{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"a\":0},"
-            "\"merges\":[]},\"decoder\":{\"type\":\"Sequence\",\"decoders\":[]}}");
-    dsq_qz_opts o;
-    memset(&o, 0, sizeof o);
-    o.type = "Q8_0";
-    dsq_qz_summary s;
-    dsq_err err = {0};
-    assert_int_equal(dsq_quantize_gguf(dir, out, &o, &s, &err), DSQ_UNSUPPORTED);
-    if (strstr(err.text, "LlamaHfVocab") == NULL)
-        fail_msg("message: %s", err.text);
-    free(model);
-    free(out);
-    free(dir);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_small),
@@ -603,7 +579,6 @@ int main(void) {
         cmocka_unit_test(test_quantize_spm_with_json),
         cmocka_unit_test(test_quantize_spm_corrupt),
         cmocka_unit_test(test_quantize_spm_too_many_pieces),
-        cmocka_unit_test(test_quantize_llama_hf_vocab_refused),
     };
     return cmocka_run_group_tests(tests, tu_group_dir_setup, tu_group_dir_teardown);
 }
