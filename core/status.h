@@ -30,7 +30,8 @@ typedef enum dsq_status {
         DSQ_STATUS_COUNT
 } dsq_status;
 
-/* Caller-owned error record; every API taking one accepts NULL. */
+/* Caller-owned error record; every API taking one accepts NULL. A message
+ * longer than text keeps its first third and its end, "..." between. */
 typedef struct dsq_err {
     dsq_status code;
     char text[512];

@@ -144,6 +144,30 @@ static void test_st_shape_overflow(void **state) {
     free(many);
 }
 
+/* A 100 KB tensor name: the message still says what is wrong with it, since
+ * an over-long message keeps its end (core/status.c). */
+static void test_st_long_name(void **state) {
+    (void)state;
+    enum { NAME = 100000 };
+    char *h = malloc(NAME + 128);
+    assert_non_null(h);
+    char *o = h + sprintf(h, "{\"");
+    memset(o, 'n', NAME);
+    o += NAME;
+    sprintf(o, "\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}");
+    expect_header(h, 0, DSQ_FORMAT, "shape[0] is not a non-negative integer");
+    size_t n;
+    uint8_t *p = st_file(strlen(h), h, 0, &n);
+    dsq_st *st = NULL;
+    dsq_err err = {0};
+    assert_int_equal(dsq_st_parse(&st, p, n, "hostile", &err), DSQ_FORMAT);
+    assert_true(strncmp(err.text, "hostile: tensor 'nnn", 20) == 0); /* the start kept */
+    assert_non_null(strstr(err.text, "n...n"));                     /* the middle cut */
+    assert_true(strlen(err.text) == sizeof err.text - 1);
+    free(p);
+    free(h);
+}
+
 static void test_st_offsets(void **state) {
     (void)state;
     expect_header("{\"t\":{\"dtype\":\"U8\",\"shape\":[4],"
@@ -335,6 +359,7 @@ int main(void) {
         cmocka_unit_test(test_st_header_length_claims),
         cmocka_unit_test(test_st_shape_overflow),
         cmocka_unit_test(test_st_offsets),
+        cmocka_unit_test(test_st_long_name),
         cmocka_unit_test(test_st_deep_json),
         cmocka_unit_test(test_index_hostile),
         cmocka_unit_test(test_config_hostile),
