@@ -35,6 +35,9 @@ static const char usage_text[] =
     "  --stream-layers advance every window one layer at a time, loading only that\n"
     "                  layer's weights (memory: the largest layer plus the\n"
     "                  activations of all windows); the same numbers\n"
+    "  --stream-windows N  with --stream-layers (implied): at most N windows a\n"
+    "                  pass, so activations stay at N x ctx x hidden floats; each\n"
+    "                  pass reads every layer again (default: one pass)\n"
     "  --fp8-f32       FP8 weights: use W x scale_inv in F32 instead of rounding it\n"
     "                  to BF16 (DeepSeek's inference and fp8_cast_bf16.py round)\n"
     "  --json OUT      also write {\"ppl\", \"ppl_stderr\", \"nll_mean\", \"n_scored\",\n"
@@ -65,7 +68,7 @@ static void progress_cb(void *user, uint64_t done, uint64_t total) {
     if (!p->bar.enabled)
         return;
     if (p->stream) {
-        fprintf(stderr, "\r\033[Kppl: layer %llu/%llu (the last: the output head)",
+        fprintf(stderr, "\r\033[Kppl: layer step %llu/%llu (a pass: the layers, then the head)",
                 (unsigned long long)done, (unsigned long long)total);
         fflush(stderr);
         return;
@@ -79,7 +82,7 @@ static void progress_cb(void *user, uint64_t done, uint64_t total) {
 
 int dsq_cmd_ppl(int argc, char **argv) {
     const char *model_dir = NULL, *tokens_path = NULL, *text_path = NULL, *json_path = NULL;
-    long ctx = 512, chunks = 0, threads = 0, batch = 1, bos = -2;
+    long ctx = 512, chunks = 0, threads = 0, batch = 1, bos = -2, stream_windows = 0;
     int quiet = 0, fp8_f32 = 0, stream = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -121,6 +124,11 @@ int dsq_cmd_ppl(int argc, char **argv) {
             fp8_f32 = 1;
         } else if (strcmp(a, "--stream-layers") == 0) {
             stream = 1;
+        } else if (strcmp(a, "--stream-windows") == 0) {
+            if (!parse_count(a, v, 1, INT32_MAX, &stream_windows))
+                return DSQ_EXIT_USAGE;
+            stream = 1;
+            i++;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             quiet = 1;
         } else if (a[0] == '-' && a[1] != '\0') {
@@ -178,7 +186,7 @@ int dsq_cmd_ppl(int argc, char **argv) {
     memset(&po, 0, sizeof po);
     po.n_ctx = ctx;
     po.n_chunks = chunks;
-    po.batch = batch;
+    po.batch = stream ? stream_windows : batch; /* layer-streamed: windows a pass */
     po.bos = bos == -2 ? dsq_model_get_config(m)->bos : (int32_t)bos;
     po.nthreads = (int)threads;
     po.progress = progress_cb;

@@ -51,6 +51,9 @@ static const char usage_text[] =
     "  --stream-layers       advance every window one layer at a time, loading only\n"
     "                        that layer's weights (memory: the largest layer plus\n"
     "                        the activations); the same numbers\n"
+    "  --stream-windows N    with --stream-layers (implied): at most N windows a pass\n"
+    "                        (activations N x ctx x hidden floats), every layer read\n"
+    "                        again each pass (default: one pass)\n"
     "  --threads N           compute threads (default: all cores)\n"
     "  --fp8-f32             FP8 weights: W x scale_inv in F32, not rounded to BF16\n"
     "  -q, --quiet           no progress\n"
@@ -124,7 +127,7 @@ static int tokenize(const dsq_model *m, const char *text_path, int32_t **ids, in
 int dsq_cmd_verify(int argc, char **argv) {
     const char *ref_path = NULL, *cand_path = NULL, *text_path = NULL, *tokens_path = NULL,
                *json_path = NULL, *save_path = NULL, *load_path = NULL;
-    long ctx = 512, chunks = 0, threads = 0, topk = DSQ_REF_TOPK;
+    long ctx = 512, chunks = 0, threads = 0, topk = DSQ_REF_TOPK, stream_windows = 0;
     int ctx_given = 0, chunks_given = 0, topk_given = 0, quiet = 0, fp8_f32 = 0, stream = 0;
     double max_ratio = -1, max_kld = -1, max_p99 = -1, min_top1 = -1;
     for (int i = 1; i < argc; i++) {
@@ -175,6 +178,8 @@ int dsq_cmd_verify(int argc, char **argv) {
             ok = parse_real(a, v, 0, 1e30, &max_p99);
         else if (strcmp(a, "--min-top1") == 0)
             ok = parse_real(a, v, 0, 1, &min_top1);
+        else if (strcmp(a, "--stream-windows") == 0)
+            ok = parse_count(a, v, 1, INT32_MAX, &stream_windows), stream = 1;
         else if (strcmp(a, "--fp8-f32") == 0) {
             fp8_f32 = 1;
             continue;
@@ -217,6 +222,8 @@ int dsq_cmd_verify(int argc, char **argv) {
     int64_t n_ids = 0;
     json_t *js = NULL;
     int rc = DSQ_EXIT_OK;
+    /* verify/kld.h's stream: 0 whole model, else windows a layer-streamed pass */
+    const int64_t per_pass = !stream ? 0 : stream_windows > 0 ? stream_windows : DSQ_STREAM_ALL;
     if (tokens_path != NULL && (st = dsq_tokens_read(tokens_path, &ids, &n_ids, &err)) != DSQ_OK)
         return dsq_cli_fail(st, &err);
     if (load_path != NULL) {
@@ -248,7 +255,7 @@ int dsq_cmd_verify(int argc, char **argv) {
         po.nthreads = (int)threads;
         po.progress = progress_cb;
         po.progress_user = &prog;
-        st = dsq_ref_compute(m, ids, n_ids, &po, (int32_t)topk, stream, &ref, &err);
+        st = dsq_ref_compute(m, ids, n_ids, &po, (int32_t)topk, per_pass, &ref, &err);
         dsq_progress_done(&prog.bar);
         dsq_model_close(m);
         m = NULL;
@@ -266,7 +273,7 @@ int dsq_cmd_verify(int argc, char **argv) {
     if (ids == NULL && (rc = tokenize(m, text_path, &ids, &n_ids)) != 0)
         goto done;
     dsq_kld_result r;
-    if ((st = dsq_kld_run(m, ref, ids, n_ids, (int)threads, stream, &r, &err)) != DSQ_OK) {
+    if ((st = dsq_kld_run(m, ref, ids, n_ids, (int)threads, per_pass, &r, &err)) != DSQ_OK) {
         rc = dsq_cli_fail(st, &err);
         goto done;
     }

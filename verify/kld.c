@@ -109,14 +109,14 @@ static dsq_status ref_alloc(dsq_ref_logits *r, dsq_err *err) {
 }
 
 dsq_status dsq_ref_compute(dsq_model *ref, const int32_t *tokens, int64_t n_tokens,
-                           const dsq_ppl_opts *o, int32_t k, int stream_layers,
+                           const dsq_ppl_opts *o, int32_t k, int64_t stream,
                            dsq_ref_logits **out, dsq_err *err) {
     dsq_status st = DSQ_OK;
     dsq_ref_logits *r = NULL;
     *out = NULL;
     const int64_t ctx = o->n_ctx > 0 ? o->n_ctx : 512;
     const int64_t n_chunks = ctx >= 4 ? dsq_ppl_chunks(n_tokens, o) : 0;
-    dsq__windows w = {tokens, ctx, n_chunks, o->bos, o->nthreads, stream_layers, o->progress,
+    dsq__windows w = {tokens, ctx, n_chunks, o->bos, o->nthreads, stream, o->progress,
                       o->progress_user, ref_window, NULL};
     DSQ_TRY(dsq__windows_check(ref, &w, n_tokens, err));
     DSQ_CHECK(k <= DSQ_REF_TOPK_MAX, DSQ_INVALID_ARG, err, "top-k %ld is above %d", (long)k,
@@ -367,7 +367,7 @@ static void mean_ppl(const double *nll, size_t n, size_t per, double *mean, doub
 }
 
 dsq_status dsq_kld_run(dsq_model *cand, const dsq_ref_logits *r, const int32_t *tokens,
-                       int64_t n_tokens, int nthreads, int stream_layers, dsq_kld_result *res,
+                       int64_t n_tokens, int nthreads, int64_t stream, dsq_kld_result *res,
                        dsq_err *err) {
     dsq_status st = DSQ_OK;
     kld_job job = {r, tokens, NULL, NULL, NULL};
@@ -377,7 +377,7 @@ dsq_status dsq_kld_run(dsq_model *cand, const dsq_ref_logits *r, const int32_t *
     DSQ_CHECK(V == r->vocab, DSQ_FORMAT, err,
               "the model's vocabulary (%lld) differs from the reference's (%lld)", (long long)V,
               (long long)r->vocab);
-    dsq__windows w = {tokens, r->n_ctx, r->n_chunks, r->bos, nthreads, stream_layers, NULL,
+    dsq__windows w = {tokens, r->n_ctx, r->n_chunks, r->bos, nthreads, stream, NULL,
                       NULL, kld_window, &job};
     DSQ_TRY(dsq__windows_check(cand, &w, n_tokens, err));
     DSQ_CHECK(dsq_windows_hash(tokens, r->n_chunks, r->n_ctx, r->bos) == r->tokens_hash,

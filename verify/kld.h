@@ -59,13 +59,14 @@ uint64_t dsq_windows_hash(const int32_t *tokens, int64_t n_chunks, int64_t n_ctx
 
 /* Runs the reference on the windows opts selects (n_ctx, n_chunks, bos,
  * nthreads, progress; one window per worker) keeping the top k logits per
- * position (k <= 0: DSQ_REF_TOPK; capped at the vocabulary). stream_layers:
- * every window advances one layer at a time, each layer loaded and unloaded
- * around it (open the model lazily); the same numbers bit for bit.
+ * position (k <= 0: DSQ_REF_TOPK; capped at the vocabulary). stream: 0, the
+ * whole model per window; > 0, layer-streamed (open the model lazily) in
+ * passes of at most that many windows (DSQ_STREAM_ALL: one pass), each layer
+ * loaded and unloaded around each pass; the same numbers bit for bit.
  * @return DSQ_OK; DSQ_INVALID_ARG for k > DSQ_REF_TOPK_MAX; as dsq_ppl_run.
  *         *out owned (dsq_ref_free). */
 dsq_status dsq_ref_compute(dsq_model *ref, const int32_t *tokens, int64_t n_tokens,
-                           const dsq_ppl_opts *opts, int32_t k, int stream_layers,
+                           const dsq_ppl_opts *opts, int32_t k, int64_t stream,
                            dsq_ref_logits **out, dsq_err *err);
 
 /* A reference file: "DSQREF01", then u32 version 1, u32 k, i64 vocab, n_ctx,
@@ -91,13 +92,13 @@ typedef struct dsq_kld_result {
     double seconds;                   /* the candidate's forward passes */
 } dsq_kld_result;
 
-/* Runs the candidate on the reference's windows and compares (stream_layers
- * as for dsq_ref_compute).
+/* Runs the candidate on the reference's windows and compares (stream as for
+ * dsq_ref_compute).
  * @return DSQ_OK; DSQ_FORMAT when the tokens do not give the reference's
  *         windows (different text, context or chunk count; tokens_hash) or the
  *         vocabularies differ; as dsq_ppl_run. */
 dsq_status dsq_kld_run(dsq_model *cand, const dsq_ref_logits *ref, const int32_t *tokens,
-                       int64_t n_tokens, int nthreads, int stream_layers, dsq_kld_result *res,
+                       int64_t n_tokens, int nthreads, int64_t stream, dsq_kld_result *res,
                        dsq_err *err);
 
 #endif

@@ -286,7 +286,8 @@ dsq_status dsq_ppl_run_layered(dsq_model *m, const int32_t *tokens, int64_t n_to
     const int64_t ctx = ctx_of(o), V = dsq_model_get_config(m)->vocab;
     const int64_t n_chunks = ctx >= 4 ? dsq_ppl_chunks(n_tokens, o) : 0;
     layered_job job = {tokens, ctx, V, NULL, NULL};
-    dsq__windows w = {tokens, ctx, n_chunks, o->bos, o->nthreads, 1, o->progress,
+    const int64_t per_pass = o->batch > 0 ? o->batch : DSQ_STREAM_ALL;
+    dsq__windows w = {tokens, ctx, n_chunks, o->bos, o->nthreads, per_pass, o->progress,
                       o->progress_user, layered_window, &job};
     double stats[3];
     memset(res, 0, sizeof *res);

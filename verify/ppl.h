@@ -17,10 +17,14 @@
 #include "tokenizer/tokenizer.h"
 #include "verify/model.h"
 
+/* For the stream arguments of verify/: every window in one layer-streamed pass. */
+#define DSQ_STREAM_ALL INT64_MAX
+
 typedef struct dsq_ppl_opts {
     int64_t n_ctx;       /* window, >= 4; 0 = 512 (llama.cpp's default) */
     int64_t n_chunks;    /* 0 = every whole window */
-    int64_t batch;       /* windows per forward batch; 0 = 1 */
+    int64_t batch;       /* windows per forward batch; 0 = 1. Layer-streamed:
+                            windows per pass; 0 = all */
     int32_t bos;         /* token placed at position 0 of each window; -1 = leave it */
     int nthreads;        /* <= 0: the model's */
     /* called after each chunk with (chunks done, chunks total) */
@@ -46,12 +50,13 @@ dsq_status dsq_ppl_run(const dsq_model *m, const int32_t *tokens, int64_t n_toke
                        const dsq_ppl_opts *opts, dsq_ppl_result *res, double *chunk_nll,
                        dsq_err *err);
 
-/* The same, layer-streamed: every window's residual stream is kept, and for
- * each layer in turn the layer is loaded, every window advanced through it,
- * and the layer unloaded (open the model with opts.lazy = 1 so that no layer
- * is in memory before). Peak memory: one layer's weights, the embeddings and
- * head, and n_chunks · n_ctx · dim floats of activations. The same result bit
- * for bit as dsq_ppl_run (opts->batch is not used). */
+/* The same, layer-streamed: the windows go in passes of opts->batch windows
+ * (0: all in one pass); a pass keeps its windows' residual streams, and for
+ * each layer in turn the layer is loaded, the pass's windows advanced through
+ * it, and the layer unloaded (open the model with opts.lazy = 1 so that no
+ * layer is in memory before). Peak memory: one layer's weights, the
+ * embeddings and head, and batch · n_ctx · dim floats of activations; each
+ * pass reads the layers again. The same result bit for bit as dsq_ppl_run. */
 dsq_status dsq_ppl_run_layered(dsq_model *m, const int32_t *tokens, int64_t n_tokens,
                                const dsq_ppl_opts *opts, dsq_ppl_result *res, double *chunk_nll,
                                dsq_err *err);

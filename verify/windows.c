@@ -89,13 +89,15 @@ static dsq_status step(worker *me, const dsq__windows *w, int kind, int64_t c, i
     return st;
 }
 
-/* One step for every window, windows spread over the workers. */
+/* One step for windows c0..c1-1 (X holds their streams from c0 on), spread
+ * over the workers. */
 static dsq_status all_windows(worker *wk, int P, const dsq__windows *w, int kind, int64_t l,
-                              float *X, size_t per, int report, dsq_err *err) {
+                              int64_t c0, int64_t c1, float *X, size_t per, int report,
+                              dsq_err *err) {
     int failed = 0;
     int64_t done = 0;
 #pragma omp parallel for num_threads(P) schedule(dynamic, 1)
-    for (int64_t c = 0; c < w->n_chunks; c++) {
+    for (int64_t c = c0; c < c1; c++) {
 #ifdef _OPENMP
         worker *me = &wk[omp_get_thread_num()];
 #else
@@ -106,7 +108,7 @@ static dsq_status all_windows(worker *wk, int P, const dsq__windows *w, int kind
         stop = failed;
         if (stop)
             continue;
-        me->st = step(me, w, kind, c, l, X != NULL ? X + (size_t)c * per : NULL);
+        me->st = step(me, w, kind, c, l, X != NULL ? X + (size_t)(c - c0) * per : NULL);
         if (me->st != DSQ_OK) {
 #pragma omp atomic write
             failed = 1;
@@ -148,32 +150,38 @@ dsq_status dsq__windows_run(dsq_model *m, const dsq__windows *w, double *seconds
         DSQ_CHECK(wk[i].win != NULL && wk[i].logits != NULL, DSQ_NOMEM, err, "out of memory");
     }
     const double t0 = now_s();
-    if (!w->stream_layers) {
-        DSQ_TRY(all_windows(wk, P, w, STEP_WHOLE, 0, NULL, 0, 1, err));
+    if (w->stream == 0) {
+        DSQ_TRY(all_windows(wk, P, w, STEP_WHOLE, 0, 0, w->n_chunks, NULL, 0, 1, err));
     } else {
+        const int64_t B = w->stream < w->n_chunks ? w->stream : w->n_chunks;
+        const int64_t passes = (w->n_chunks + B - 1) / B, steps = c->n_layers + 1;
         per = (size_t)ctx * (size_t)c->dim;
-        DSQ_CHECK(dsq_mul_size(per, (size_t)w->n_chunks, &total) &&
+        DSQ_CHECK(dsq_mul_size(per, (size_t)B, &total) &&
                       dsq_mul_size(total, sizeof(float), &total),
-                  DSQ_RANGE, err, "the activations of %lld windows are too large",
-                  (long long)w->n_chunks);
+                  DSQ_RANGE, err, "the activations of %lld windows are too large", (long long)B);
         X = malloc(total);
         DSQ_CHECK(X != NULL, DSQ_NOMEM, err,
-                  "out of memory for the activations of %lld windows (%zu bytes)",
-                  (long long)w->n_chunks, total);
-        DSQ_TRY(all_windows(wk, P, w, STEP_EMBED, 0, X, per, 0, err));
-        for (int64_t l = 0; l < c->n_layers; l++) {
-            DSQ_TRY(dsq_model_load_layer(m, l, err));
-            st = all_windows(wk, P, w, STEP_LAYER, l, X, per, 0, err);
-            dsq_model_unload_layer(m, l);
-            if (st != DSQ_OK)
-                goto cleanup;
+                  "out of memory for the activations of %lld windows (%zu bytes; "
+                  "fewer windows a pass need less)",
+                  (long long)B, total);
+        for (int64_t p = 0; p < passes; p++) {
+            const int64_t c0 = p * B, c1 = c0 + B < w->n_chunks ? c0 + B : w->n_chunks;
+            DSQ_TRY(all_windows(wk, P, w, STEP_EMBED, 0, c0, c1, X, per, 0, err));
+            for (int64_t l = 0; l < c->n_layers; l++) {
+                DSQ_TRY(dsq_model_load_layer(m, l, err));
+                st = all_windows(wk, P, w, STEP_LAYER, l, c0, c1, X, per, 0, err);
+                dsq_model_unload_layer(m, l);
+                if (st != DSQ_OK)
+                    goto cleanup;
+                if (w->progress != NULL)
+                    w->progress(w->progress_user, (uint64_t)(p * steps + l + 1),
+                                (uint64_t)(passes * steps));
+            }
+            DSQ_TRY(all_windows(wk, P, w, STEP_LOGITS, 0, c0, c1, X, per, 0, err));
             if (w->progress != NULL)
-                w->progress(w->progress_user, (uint64_t)(l + 1), (uint64_t)(c->n_layers + 1));
+                w->progress(w->progress_user, (uint64_t)((p + 1) * steps),
+                            (uint64_t)(passes * steps));
         }
-        DSQ_TRY(all_windows(wk, P, w, STEP_LOGITS, 0, X, per, 0, err));
-        if (w->progress != NULL)
-            w->progress(w->progress_user, (uint64_t)(c->n_layers + 1),
-                        (uint64_t)(c->n_layers + 1));
     }
     if (seconds != NULL)
         *seconds = now_s() - t0;

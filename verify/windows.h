@@ -5,10 +5,13 @@
  * Two schedules, the same numbers bit for bit (every token row is computed
  * the same way whatever batch, worker or thread count it lands in):
  *   whole model   each window goes through every layer, then the next;
- *   layer-streamed every window's residual stream is kept ([n_chunks][ctx][D]
- *                 floats); for each layer: load it, advance every window
- *                 through it, unload it. Only one layer's weights (plus the
- *                 embeddings, final norm and head) are ever in memory. */
+ *   layer-streamed the windows go in passes of at most `stream` windows, each
+ *                 pass keeping its windows' residual streams ([stream][ctx][D]
+ *                 floats); for each layer: load it, advance the pass's
+ *                 windows through it, unload it. Only one layer's weights
+ *                 (plus the embeddings, final norm and head) are ever in
+ *                 memory; every pass reads the layers once more, which is
+ *                 the price of bounding the activations. */
 #ifndef DSQ_WINDOWS_H
 #define DSQ_WINDOWS_H
 
@@ -28,9 +31,10 @@ typedef struct dsq__windows {
     int64_t n_ctx, n_chunks;
     int32_t bos;           /* replaces token 0 of each window; -1 none */
     int nthreads;          /* <= 0: the model's */
-    int stream_layers;
-    dsq_progress_fn progress; /* whole model: (windows done, windows);
-                                 streamed: (layers done, layers + 1) */
+    int64_t stream;        /* 0: whole model; > 0: layer-streamed, at most that
+                              many windows a pass (DSQ_STREAM_ALL: one pass) */
+    dsq_progress_fn progress; /* whole model: (windows done, windows); streamed:
+                                 (layer steps done, passes * (layers + 1)) */
     void *progress_user;
     dsq__window_fn fn;
     void *user;
@@ -41,8 +45,8 @@ typedef struct dsq__windows {
 dsq_status dsq__windows_check(const dsq_model *m, const dsq__windows *w, int64_t n_tokens,
                               dsq_err *err);
 
-/* Runs them. With stream_layers the model's layers are loaded and unloaded
- * one at a time (open it lazily); without, they must be loaded. seconds: the
+/* Runs them. Layer-streamed (stream > 0) the model's layers are loaded and
+ * unloaded one at a time (open it lazily); otherwise they must be loaded. seconds: the
  * forward passes' wall clock (may be NULL); stats: NULL or summed over workers.
  * @return DSQ_OK; the forward pass's or the loader's errors; DSQ_NOMEM. */
 dsq_status dsq__windows_run(dsq_model *m, const dsq__windows *w, double *seconds,

@@ -65,6 +65,14 @@ expect_rc 0 "ppl --stream-layers" "$dsq" ppl "$tm/tiny-deepseek-v3" --tokens "$t
 sed 's/;.*//' "$tmp/out" >"$tmp/streamed.txt"
 cmp -s "$tmp/whole.txt" "$tmp/streamed.txt" ||
     fail "--stream-layers differs: $(cat "$tmp/whole.txt" "$tmp/streamed.txt")"
+# in passes of 2 windows (2 + 1): the same digits again
+expect_rc 0 "ppl --stream-windows 2" "$dsq" ppl "$tm/tiny-deepseek-v3" \
+    --tokens "$tm/eval.tokens.txt" --ctx 128 --chunks 3 -q --stream-windows 2
+sed 's/;.*//' "$tmp/out" >"$tmp/streamed2.txt"
+cmp -s "$tmp/whole.txt" "$tmp/streamed2.txt" ||
+    fail "--stream-windows 2 differs: $(cat "$tmp/whole.txt" "$tmp/streamed2.txt")"
+expect_rc 2 "ppl --stream-windows 0" "$dsq" ppl "$tm/tiny-deepseek-v3" \
+    --tokens "$tm/eval.tokens.txt" --stream-windows 0
 # --json - writes to stdout; the FP8 model reads through its block scales
 expect_rc 0 "ppl fp8 --json -" "$dsq" ppl "$tm/tiny-deepseek-v3-fp8" \
     --tokens "$tm/eval.tokens.txt" --ctx 128 --chunks 1 --json - -q

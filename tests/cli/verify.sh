@@ -61,6 +61,9 @@ size=$(wc -c <"$tmp/ref.bin")
 expect_rc 0 "verify q4 streamed" "$dsq" verify --ref "$tm/tiny-llama" --model "$tmp/q4.gguf" \
     --text "$tm/eval.txt" $W $TH --stream-layers
 cmp -s "$tmp/out" "$tmp/pass.out" || fail "--stream-layers output differs: $(cat "$tmp/out")"
+expect_rc 0 "verify q4 streamed in passes" "$dsq" verify --ref "$tm/tiny-llama" \
+    --model "$tmp/q4.gguf" --text "$tm/eval.txt" $W $TH --stream-windows 3
+cmp -s "$tmp/out" "$tmp/pass.out" || fail "--stream-windows output differs: $(cat "$tmp/out")"
 
 # --ref-topk 64: 16 + 8·64 bytes a position, and the report says top-64
 expect_rc 0 "verify ref-topk" "$dsq" verify --ref "$tm/tiny-llama" --model "$tmp/q4.gguf" \
