@@ -33,6 +33,13 @@ static const char usage_text[] =
     "  --token-embedding-type T  type of token_embd.weight\n"
     "  --mla-legacy              deepseek2: one attn_kv_b per layer (GGUFs for llama.cpp\n"
     "                            before the attn_k_b/attn_v_b split) instead of the split\n"
+    "  --keep-mtp                deepseek2: keep the multi-token-prediction layer(s)\n"
+    "                            (num_nextn_predict_layers), left out by default as\n"
+    "                            llama.cpp's converter does, as the last block(s) with\n"
+    "                            blk.N.nextn.* tensors and deepseek2.nextn_predict_layers\n"
+    "                            (llama.cpp's NextN layout; a runtime that does not know\n"
+    "                            nextn_predict_layers runs it as a normal layer and\n"
+    "                            gives wrong output); no MTP layers: unchanged, a warning\n"
     "  --tokenizer-pre NAME      tokenizer.ggml.pre when dsq cannot tell (gpt-2, llama-bpe,\n"
     "                            deepseek-v3, ...)\n"
     "  --imatrix FILE            importance matrix from llama-imatrix (GGUF or legacy .dat),\n"
@@ -168,6 +175,8 @@ int dsq_cmd_quantize(int argc, char **argv) {
             o.pure = 1;
         } else if (strcmp(a, "--mla-legacy") == 0) {
             o.mla_legacy = 1;
+        } else if (strcmp(a, "--keep-mtp") == 0) {
+            o.keep_mtp = 1;
         } else if (strcmp(a, "--dry-run") == 0) {
             o.dry_run = 1;
         } else if (strcmp(a, "--json") == 0) {

@@ -402,8 +402,9 @@ cleanup:
 }
 
 /* Tensors no GGUF tensor comes from, by design: block scales (consumed with their weight),
- * rotary inv_freq buffers, and for deepseek2 "model.layers.N." with N >= block_count, the
- * multi-token-prediction layer llama.cpp's converter drops. */
+ * rotary inv_freq buffers, and for deepseek2 "model.layers.N." with N >= block_count: the
+ * multi-token-prediction layer llama.cpp's converter drops (unless kept, which makes it a
+ * block), and anything past the layers config.json declares. */
 static int is_skipped(const ctx *c, const char *name) {
     int il = -1, n = 0;
     const size_t len = strlen(name);
@@ -412,7 +413,7 @@ static int is_skipped(const ctx *c, const char *name) {
     if (strstr(name, "rotary_emb.inv_freq") != NULL)
         return 1;
     return c->arch->drops_extra_layers && sscanf(name, "model.layers.%d.%n", &il, &n) == 1 &&
-           n > 0 && il >= c->hp.n_layer;
+           n > 0 && il >= dsq_qz_n_blocks(&c->hp);
 }
 
 /* llama_model_loader's weight_name_comparer: by layer (-1 first), then by name. */
@@ -427,7 +428,8 @@ static int entry_cmp(const void *pa, const void *pb) {
 static void hf_model_info(ctx *c) {
     dsq_qz_model *m = &c->model;
     const int ds2 = strcmp(c->arch->gguf_name, "deepseek2") == 0;
-    m->n_layer = (int)c->hp.n_layer;
+    /* llama-quantize reads block_count: a kept MTP layer counts in use_more_bits etc. */
+    m->n_layer = (int)dsq_qz_n_blocks(&c->hp);
     m->n_expert = ds2 ? (int)c->hp.n_expert : 0;
     m->n_head = (int)c->hp.n_head;
     /* what the loader will read as head_count_kv */
@@ -554,12 +556,64 @@ static dsq_status read_config(ctx *c, dsq_err *err) {
               "%s: architecture '%s' is not supported (supported: %s)", path,
               an ? an : "(none)", dsq_qz_arch_names());
     c->hp.kvb_legacy = c->o->mla_legacy;
+    c->hp.keep_mtp = c->o->keep_mtp;
     DSQ_TRY(dsq_qz_hparams_read(c->arch, c->cfg, &c->hp, err));
     DSQ_TRY(dsq_config_fp8_block(text, len, path, &c->bm, &c->bn, &found, err));
 cleanup:
     free(path);
     free(text);
     return st;
+}
+
+/* 1 when the checkpoint has a tensor of layer il. */
+static int has_layer(const ctx *c, int64_t il) {
+    char prefix[64];
+    const int n = snprintf(prefix, sizeof prefix, "model.layers.%lld.", (long long)il);
+    for (size_t s = 0; s < dsq_ckpt_shard_count(c->ck); s++) {
+        const dsq_st *sh = dsq_ckpt_shard(c->ck, s);
+        for (size_t i = 0; i < dsq_st_count(sh); i++)
+            if (strncmp(dsq_st_tensor(sh, i)->name, prefix, (size_t)n) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+/* --keep-mtp against what the model has. No MTP layer to keep is not an error (the same
+ * command then works for every DeepSeek checkpoint), but it is said, since the user asked
+ * for something the output will not have. A config that declares MTP layers the checkpoint
+ * does not hold (a copy with layer 61 removed but config.json unchanged) is an error naming
+ * the layer, rather than the first missing tensor of the table. */
+static dsq_status check_mtp(ctx *c, dsq_err *err) {
+    const dsq_qz_hparams *hp = &c->hp;
+    if (!c->o->keep_mtp) {
+        if (c->arch->drops_extra_layers && has_layer(c, hp->n_layer))
+            say(c, DSQ_LOG_INFO,
+                "left out the multi-token-prediction layer (model.layers.%lld.*), as llama.cpp's "
+                "converter does; --keep-mtp keeps it",
+                (long long)hp->n_layer);
+        return DSQ_OK;
+    }
+    if (!hp->keep_mtp || hp->n_mtp == 0) {
+        say(c, DSQ_LOG_WARN,
+            "--keep-mtp: this %s has no multi-token-prediction layers (%s); the output is the "
+            "same as without it",
+            c->arch->hf_name,
+            hp->keep_mtp ? "config.json: num_nextn_predict_layers is 0 or absent"
+                         : "the architecture has none");
+        return DSQ_OK;
+    }
+    if (dsq_qz_n_blocks(hp) > 4096)
+        return dsq_err_set(err, DSQ_FORMAT,
+                           "config.json: num_hidden_layers %lld + num_nextn_predict_layers %lld "
+                           "is more than the 4096 blocks dsq reads back",
+                           (long long)hp->n_layer, (long long)hp->n_mtp);
+    if (!has_layer(c, hp->n_layer))
+        return dsq_err_set(err, DSQ_NOT_FOUND,
+                           "--keep-mtp: config.json has num_nextn_predict_layers %lld but the "
+                           "checkpoint has no model.layers.%lld.* tensors (this copy of the "
+                           "model lacks its MTP layer); run without --keep-mtp",
+                           (long long)hp->n_mtp, (long long)hp->n_layer);
+    return DSQ_OK;
 }
 
 static dsq_status build_plan(ctx *c, dsq_err *err) {
@@ -571,7 +625,8 @@ static dsq_status build_plan(ctx *c, dsq_err *err) {
         const size_t n = dsq_st_count(dsq_ckpt_shard(c->ck, s));
         DSQ_CHECK((c->used[s] = calloc(n ? n : 1, 1)) != NULL, DSQ_NOMEM, err, "out of memory");
     }
-    for (int il = -1; il < (int)c->hp.n_layer; il++)
+    DSQ_TRY(check_mtp(c, err));
+    for (int il = -1; il < (int)dsq_qz_n_blocks(&c->hp); il++)
         for (int r = 0; r < c->arch->n_rows; r++)
             if (dsq_qz_row_applies(&c->arch->rows[r], &c->hp, il))
                 DSQ_TRY(add_entry(c, &c->arch->rows[r], il, err));
@@ -1073,6 +1128,10 @@ dsq_status dsq_quantize_gguf(const char *in, const char *out_path, const dsq_qz_
     if (o->imatrix != NULL)
         DSQ_TRY(dsq_imatrix_load(&c.im, o->imatrix, err));
     if (dsq_gguf_probe_path(in)) {
+        if (o->keep_mtp)
+            say(&c, DSQ_LOG_WARN,
+                "--keep-mtp: a GGUF input keeps whatever blocks it has; the flag changes "
+                "nothing");
         DSQ_TRY(build_plan_gguf(&c, in, err));
         snprintf(s->arch, sizeof s->arch, "%.31s", c.arch_name);
     } else {

@@ -17,6 +17,14 @@
  * first split carrying all metadata, every split the keys split.no (u16, 0-based),
  * split.tensors.count (i32, tensors in all splits) and split.count (u16), in that order.
  *
+ * DeepSeek's multi-token-prediction layers (model.layers.N.* for N >= num_hidden_layers) are
+ * left out, as the converter does, unless keep_mtp: then they become blocks
+ * num_hidden_layers.. with their usual tensors plus blk.N.nextn.* (convert/qz_arch.c),
+ * block_count counts them and {arch}.nextn_predict_layers says how many trail. Asking for
+ * them when the model has none (num_nextn_predict_layers 0, or llama) changes nothing and
+ * is said as a warning; asking when config.json has some but the checkpoint lacks the first
+ * of them is DSQ_NOT_FOUND.
+ *
  * The output is the GGUF llama.cpp's convert_hf_to_gguf.py + llama-quantize would make:
  * the same tensor names, shapes, metadata (convert/qz_arch.h, qz_vocab.h), the same type
  * for every tensor (convert/qz_rules.h) and, for every quantized block, the same bytes
@@ -46,6 +54,9 @@ typedef struct dsq_qz_opts {
     const char *token_embedding_type; /* NULL: the preset's rule */
     const char *tokenizer_pre;        /* NULL: guessed from tokenizer.json */
     int mla_legacy;                   /* deepseek2: one attn_kv_b instead of attn_k_b/attn_v_b */
+    int keep_mtp;                     /* deepseek2: write the multi-token-prediction layers
+                                       * (num_nextn_predict_layers) as the last blocks, in
+                                       * llama.cpp's nextn layout, instead of dropping them */
     int dry_run;                      /* plan only, write nothing */
     const char *imatrix;              /* importance matrix file (GGUF or legacy .dat), or NULL */
     int allow_requantize;             /* GGUF input: quantized tensors may be requantized */

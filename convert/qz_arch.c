@@ -3,6 +3,12 @@
  * Names and keys are those of llama.cpp's convert_hf_to_gguf.py (Feb 2025: classes Model,
  * LlamaModel, DeepseekV2Model; gguf-py/gguf/constants.py and tensor_mapping.py) and, for
  * the MLA layout with attn_k_b/attn_v_b, of the current converter (specs/formats.md §3.3).
+ * The kept multi-token-prediction layer (deepseek2 with keep_mtp) has no Feb-2025 form:
+ * its layout is that of the converters that keep such layers, added after it (Glm4MoeModel
+ * for GLM-4.5 in mid-2025, DeepseekV32Model later; DeepseekV2Model, which converts
+ * DeepseekV3ForCausalLM, still drops them): gguf-py's MODEL_TENSOR.NEXTN_* names
+ * (constants.py "blk.{bid}.nextn.*", tensor_mapping.py model.layers.{bid}.*) and the
+ * {arch}.nextn_predict_layers key (GGUFWriter.add_nextn_predict_layers).
  * Tensors the converter forces to F32 (norms, 1-D, the router, biases) are not marked
  * here: qz_rules.h's dsq_qz_is_quantizable decides that from the GGUF name, as
  * llama-quantize does. */
@@ -111,7 +117,7 @@ static const kv_copy base_kv_tail[] = {
 
 static dsq_status base_kv(dsq_gguf_writer *w, const char *arch, const json_t *cfg,
                           const dsq_qz_hparams *hp, int64_t head_kv_override, dsq_err *err) {
-    TRY(kv_u32(w, arch, "block_count", hp->n_layer, err));
+    TRY(kv_u32(w, arch, "block_count", dsq_qz_n_blocks(hp), err));
     TRY(copy_kvs(w, arch, cfg, base_kv_head, sizeof base_kv_head / sizeof base_kv_head[0], err));
     if (head_kv_override > 0)
         TRY(kv_u32(w, arch, "attention.head_count_kv", head_kv_override, err));
@@ -324,6 +330,22 @@ static const dsq_qz_trow ds2_rows[] = {
      DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
     {"blk.%d.ffn_down_shexp.weight", DS_L "mlp.shared_experts.down_proj.weight",
      DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
+    /* The MTP layer's own tensors, beside its usual attention/MoE ones. gguf-py maps them
+     * for any architecture that lists MODEL_TENSOR.NEXTN_*; llama.cpp's loaders create
+     * embed_tokens and shared_head_head with TENSOR_NOT_REQUIRED (the head may share the
+     * main model's), so a checkpoint without them is fine here too. */
+    {"blk.%d.nextn.eh_proj.weight", DS_L "eh_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.nextn.enorm.weight", DS_L "enorm.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.nextn.hnorm.weight", DS_L "hnorm.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN,
+     DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.nextn.shared_head_norm.weight", DS_L "shared_head.norm.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN, DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.nextn.embed_tokens.weight", DS_L "embed_tokens.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN | DSQ_QZ_W_OPTIONAL, DSQ_QZ_SRC_PLAIN},
+    {"blk.%d.nextn.shared_head_head.weight", DS_L "shared_head.head.weight",
+     DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN | DSQ_QZ_W_OPTIONAL, DSQ_QZ_SRC_PLAIN},
 };
 
 static const kv_copy ds2_kv_moe[] = {
@@ -390,6 +412,9 @@ static dsq_status ds2_kv(dsq_gguf_writer *w, const void *cfgp, const dsq_qz_hpar
             TRY(kv_f32(w, a, "rope.scaling.yarn_log_multiplier", 0.1 * mscale_all, err));
         }
     }
+    /* DeepseekV32Model.set_gguf_parameters adds it after all of DeepseekV2Model's keys */
+    if (dsq_qz_n_blocks(hp) > hp->n_layer)
+        TRY(kv_u32(w, a, "nextn_predict_layers", dsq_qz_n_blocks(hp) - hp->n_layer, err));
     return DSQ_OK;
 }
 
@@ -403,6 +428,9 @@ static dsq_status ds2_hparams(const json_t *cfg, dsq_qz_hparams *hp, dsq_err *er
     TRY(cfg_int(cfg, "v_head_dim", 1, &hp->v_head_dim, err));
     TRY(cfg_int(cfg, "n_routed_experts", 1, &hp->n_expert, err));
     TRY(cfg_int(cfg, "num_experts_per_tok", 1, &hp->n_expert_used, err));
+    /* read only when asked for, so that without --keep-mtp nothing changes for any config */
+    if (hp->keep_mtp)
+        TRY(cfg_int(cfg, "num_nextn_predict_layers", 0, &hp->n_mtp, err));
     if (hp->n_head == 0 || hp->kv_lora_rank == 0 || hp->n_expert == 0)
         return dsq_err_set(err, DSQ_FORMAT,
                            "config.json: num_attention_heads, kv_lora_rank and "
@@ -442,9 +470,10 @@ const char *dsq_qz_arch_names(void) {
 dsq_status dsq_qz_hparams_read(const dsq_qz_arch *a, const void *cfgp, dsq_qz_hparams *hp,
                                dsq_err *err) {
     const json_t *cfg = cfgp;
-    const int legacy = hp->kvb_legacy;
+    const int legacy = hp->kvb_legacy, keep_mtp = hp->keep_mtp;
     memset(hp, 0, sizeof *hp);
     hp->kvb_legacy = legacy;
+    hp->keep_mtp = keep_mtp && a->drops_extra_layers;
     TRY(cfg_int(cfg, "num_hidden_layers", 1, &hp->n_layer, err));
     TRY(cfg_int(cfg, "hidden_size", 1, &hp->n_embd, err));
     TRY(cfg_int(cfg, "num_attention_heads", 1, &hp->n_head, err));
@@ -475,6 +504,8 @@ int dsq_qz_row_applies(const dsq_qz_trow *r, const dsq_qz_hparams *hp, int il) {
     if ((w & DSQ_QZ_W_KVB_NEW) && hp->kvb_legacy)
         return 0;
     if ((w & DSQ_QZ_W_KVB_OLD) && !hp->kvb_legacy)
+        return 0;
+    if ((w & DSQ_QZ_W_NEXTN) && il < hp->n_layer)
         return 0;
     return 1;
 }

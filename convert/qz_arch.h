@@ -32,6 +32,7 @@ enum {
     DSQ_QZ_W_KVB_NEW  = 1u << 5, /* attn_k_b / attn_v_b layout (default) */
     DSQ_QZ_W_KVB_OLD  = 1u << 6, /* single attn_kv_b (--mla-legacy) */
     DSQ_QZ_W_OPTIONAL = 1u << 7, /* absent in the checkpoint is fine (output when tied) */
+    DSQ_QZ_W_NEXTN    = 1u << 8, /* only in a kept multi-token-prediction layer */
 };
 
 typedef struct dsq_qz_trow {
@@ -45,8 +46,17 @@ typedef struct dsq_qz_trow {
 typedef struct dsq_qz_hparams {
     int64_t n_layer, n_embd, n_head, n_head_kv, n_vocab, n_expert, n_expert_used;
     int64_t n_dense_lead, q_lora_rank, kv_lora_rank, qk_nope, qk_rope, v_head_dim;
+    int64_t n_mtp;      /* num_nextn_predict_layers: MTP layers after the n_layer ones */
     int     kvb_legacy; /* the caller's choice of MLA layout */
+    int     keep_mtp;   /* the caller's choice: write the MTP layers (drops_extra_layers) */
 } dsq_qz_hparams;
+
+/* The blocks of the output: n_layer, plus the MTP layers when they are kept. llama.cpp's
+ * converters that keep them (Glm4MoeModel, DeepseekV32Model) count them in block_count
+ * and say how many trail in {arch}.nextn_predict_layers. */
+static inline int64_t dsq_qz_n_blocks(const dsq_qz_hparams *hp) {
+    return hp->n_layer + (hp->keep_mtp ? hp->n_mtp : 0);
+}
 
 /* A tensor the converter computes from config.json instead of reading it from the
  * checkpoint (LlamaModel.generate_extra_tensors: rope_freqs.weight). Always F32 and 1-D,
@@ -65,7 +75,9 @@ typedef struct dsq_qz_arch {
     /* Adds general.* is not its job: writes the {arch}.* keys from config.json. */
     dsq_status (*add_kv)(dsq_gguf_writer *w, const void *cfg_json, const dsq_qz_hparams *hp,
                          dsq_err *err);
-    int drops_extra_layers; /* layers >= block_count are left out (DeepSeek's MTP layer) */
+    /* The checkpoint may hold MTP layers (model.layers.N.* with N >= num_hidden_layers):
+     * left out, as llama.cpp's converter does, unless hparams.keep_mtp. */
+    int drops_extra_layers;
     /* The computed tensor this config asks for: out->data == NULL when none. NULL for an
      * architecture that never has one. */
     dsq_status (*extra)(const void *cfg_json, const dsq_qz_hparams *hp, dsq_qz_extra *out,
@@ -78,11 +90,14 @@ const dsq_qz_arch *dsq_qz_arch_find(const char *hf_name);
 const char *dsq_qz_arch_names(void);
 
 /* Reads the hyper-parameters the tensor table needs. cfg_json is a jansson json_t *.
+ * hp->kvb_legacy and hp->keep_mtp are the caller's and kept; keep_mtp is cleared for an
+ * architecture that has no MTP layers.
  * @return DSQ_OK or DSQ_FORMAT naming the missing or mistyped member. */
 dsq_status dsq_qz_hparams_read(const dsq_qz_arch *a, const void *cfg_json, dsq_qz_hparams *hp,
                                dsq_err *err);
 
-/* 1 when row `r` applies to layer `il` (il = -1 for non-layer rows) of this model. */
+/* 1 when row `r` applies to layer `il` (il = -1 for non-layer rows) of this model; layer
+ * rows apply to every block (dsq_qz_n_blocks), DSQ_QZ_W_NEXTN rows to the MTP ones only. */
 int dsq_qz_row_applies(const dsq_qz_trow *r, const dsq_qz_hparams *hp, int il);
 
 /* The HF row index that GGUF row `row` of a permuted Q/K tensor comes from

@@ -420,6 +420,12 @@ static dsq_status read_config(gguf_src *s, dsq_err *err) {
     DSQ_TRY(md_int(s, a, "vocab_size", 0, emb->ne[1], 1, 1 << 24, &c.vocab, err));
     DSQ_TRY(md_int(s, a, "embedding_length", 1, 0, 1, 1 << 20, &c.dim, err));
     DSQ_TRY(md_int(s, a, "block_count", 1, 0, 1, 1 << 12, &c.n_layers, err));
+    /* Trailing multi-token-prediction blocks (`dsq quantize --keep-mtp`, llama.cpp's NextN
+     * layout) are not part of the next-token forward pass: llama.cpp's graphs run
+     * n_layer - nextn_predict_layers blocks and only load the rest, and so does dsq. */
+    int64_t n_nextn;
+    DSQ_TRY(md_int(s, a, "nextn_predict_layers", 0, 0, 0, c.n_layers - 1, &n_nextn, err));
+    c.n_layers -= n_nextn;
     DSQ_TRY(md_int(s, a, "attention.head_count", 1, 0, 1, 1 << 14, &c.n_heads, err));
     DSQ_TRY(md_int(s, a, "attention.head_count_kv", 0, c.n_heads, 1, c.n_heads, &c.n_kv_heads,
                    err));
