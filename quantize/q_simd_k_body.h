@@ -93,13 +93,14 @@ KATTR static inline VF KFN(err_term)(VF diff, int use_mad) {
 }
 
 /* G, N (16 or 32) and use_mad are constants in each of the wrappers below.
- * The clamps of the levels are only needed where a level can leave 0..nmax:
- * below 0 only when some lane's offset `min` has moved above its smallest x
- * (x - min < 0), above nmax only when the candidate's numerator exceeds
- * nmax + 1/4 (iscale * (x - min) <= num * (1 + 2^-23)^2 otherwise, which
- * rounds to at most nmax). Each combination is its own loop, chosen per
- * candidate for all groups; a lane whose result is discarded (degenerate)
- * may see levels out of range, which is harmless. */
+ * The levels' clamps: xm = x - min is kept at max(x - min, 0), so a level
+ * is never below 0 without a clamp per candidate (an element below the
+ * offset gets level 0 either way: the scalar code clamps round(iscale *
+ * (x - min)) <= 0 up to 0, here iscale * 0 rounds to 0). Above nmax a
+ * level can only go when the candidate's numerator exceeds nmax + 1/4
+ * (iscale * (x - min) <= num * (1 + 2^-23)^2 otherwise, which rounds to at
+ * most nmax), so only those candidates clamp there. A lane whose result is
+ * discarded (degenerate) may see levels out of range, which is harmless. */
 KATTR static inline __attribute__((always_inline)) void
 KFN(qkx)(const int G, const int N, const int use_mad, const float *x, const float *w, int nmax,
          float rmin, float rdelta, int nstep, uint8_t *L, float *scales, float *the_mins) {
@@ -152,8 +153,6 @@ KFN(qkx)(const int G, const int N, const int use_mad, const float *x, const floa
         /* the levels of the best candidate are nearest_int(liscale * (x - lmin)) */
         liscale[g] = iscale[g], lmin[g] = min[g];
     }
-    /* some kept lane has min > minx, so x - min < 0 somewhere: clamp at 0 */
-    int need_lo = 0;
     for (int is = 0; nstep >= 1 && is <= nstep; ++is) {
         const float num = rmin + rdelta * (float)is + (float)nmax; /* scalar order */
         int fok = 1;
@@ -162,7 +161,8 @@ KFN(qkx)(const int G, const int N, const int use_mad, const float *x, const floa
             fok &= KFN(float_ok)(iscale[g], min[g], max[g], minx[g], degenerate[g]);
         }
         VF sum_l[2], sum_l2[2], sum_xl[2];
-        const int lo = need_lo || !(num > 0.0f), hi = !(num <= (float)nmax + 0.25f);
+        /* num <= 0 (no ggml parameters give it) would make levels negative */
+        const int lo = !(num > 0.0f), hi = !(num <= (float)nmax + 0.25f);
 #define SUMS(ip, cl, ch)                                                                           \
     KFN(qkx_sums)(G, N, xt, wt, xm, iscale, fnmax, lf, sum_l, sum_l2, sum_xl, ip, cl, ch)
         if (!fok)
@@ -200,7 +200,6 @@ KFN(qkx)(const int G, const int N, const int use_mad, const float *x, const floa
                 cur_error[g] = VADD(cur_error[g], VMUL(wt[g][i], KFN(err_term)(diff, use_mad)));
             }
         }
-        need_lo = 0;
         GROUPS {
             const VM win = MAND(dpos[g], VCMP(cur_error[g], best_error[g], _CMP_LT_OQ));
             if (MANY(win)) {
@@ -210,9 +209,8 @@ KFN(qkx)(const int G, const int N, const int use_mad, const float *x, const floa
                 lmin[g] = VBLEND(lmin[g], min[g], win);
                 min[g] = VBLEND(min[g], this_min[g], win);
                 for (int i = 0; i < N; ++i)
-                    xm[g][i] = VSUB(xt[g][i], min[g]);
+                    xm[g][i] = VMAX(VSUB(xt[g][i], min[g]), zero);
             }
-            need_lo |= MANY(MANDN(degenerate[g], VCMP(min[g], minx[g], _CMP_GT_OQ)));
         }
     }
     /* degenerate lanes (max <= min): levels 0, scale 0, the_min = -min */
