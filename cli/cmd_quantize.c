@@ -40,6 +40,10 @@ static const char usage_text[] =
     "                            (llama.cpp's NextN layout; a runtime that does not know\n"
     "                            nextn_predict_layers runs it as a normal layer and\n"
     "                            gives wrong output); no MTP layers: unchanged, a warning\n"
+    "  --fp8-f32                 FP8 weights: quantize W x scale_inv as the F32 product;\n"
+    "                            by default it is rounded to BF16 first, as DeepSeek's\n"
+    "                            fp8_cast_bf16.py (and `dsq convert`) do, so the GGUF is\n"
+    "                            the one llama.cpp makes from that BF16 checkpoint\n"
     "  --tokenizer-pre NAME      tokenizer.ggml.pre when dsq cannot tell (gpt-2, llama-bpe,\n"
     "                            deepseek-v3, ...)\n"
     "  --imatrix FILE            importance matrix from llama-imatrix (GGUF or legacy .dat),\n"
@@ -177,6 +181,8 @@ int dsq_cmd_quantize(int argc, char **argv) {
             o.mla_legacy = 1;
         } else if (strcmp(a, "--keep-mtp") == 0) {
             o.keep_mtp = 1;
+        } else if (strcmp(a, "--fp8-f32") == 0) {
+            o.fp8_f32 = 1;
         } else if (strcmp(a, "--dry-run") == 0) {
             o.dry_run = 1;
         } else if (strcmp(a, "--json") == 0) {

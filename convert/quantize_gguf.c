@@ -7,8 +7,9 @@
  * header:  general.*, {arch}.*, tokenizer.* KVs and every tensor info, through the GGUF
  *          writer, so the file layout (offsets, padding) is fixed before any data.
  * data:    per entry, per 2-D slice: dsq_quantize_rows_from (with the slice's imatrix
- *          weights) asks fill_row for each output row as F32 (the transform's source row,
- *          FP8 x block scale in F32, F16 and BF16 widened exactly) just before quantizing
+ *          weights) asks fill_row for each output row as F32 (the transform's source row:
+ *          FP8 x block scale rounded to BF16 as DeepSeek's cast does, or kept in F32 with
+ *          fp8_f32; F16 and BF16 widened exactly) just before quantizing
  *          it, so rows stay in cache -> writer.
  * GGUF input takes the same road with one entry per input tensor (the KVs copied, the
  * model facts the rules need read from {arch}.* keys), a row being dequantized with
@@ -94,7 +95,7 @@ typedef struct ctx {
     dsq_tensor_view extra_view;  /* extra.data as a F32 1-D source view */
     /* dsq__fp8_decode or its AVX2 twin (the same bits), chosen once */
     void (*fp8_decode)(const uint8_t *in, float *out, int64_t n, const float dec[256],
-                       float scale);
+                       float scale, int round_bf16);
 } ctx;
 
 static void say(const ctx *c, dsq_log_level lvl, const char *fmt, ...)
@@ -855,7 +856,9 @@ static void read_row(const ctx *c, const src_ref *s, int64_t r, float *out) {
         }
         case DSQ_DTYPE_F8_E4M3:
         case DSQ_DTYPE_F8_E5M2: {
-            /* W[r][j] * scale_inv[r / Bm][j / Bn], the product rounded to F32 once */
+            /* W[r][j] * scale_inv[r / Bm][j / Bn], the product rounded to F32 once, then to
+             * BF16 unless fp8_f32: the value the BF16 cast (fp8_cast_bf16.py, `dsq convert`)
+             * holds, so FP8 in gives the bytes that cast in would */
             const float *dec = v->dtype == DSQ_DTYPE_F8_E4M3 ? c->e4m3 : c->e5m2;
             const uint8_t *q = p + (size_t)(r * cols);
             const int64_t sc = s->scale->shape[1];
@@ -863,7 +866,7 @@ static void read_row(const ctx *c, const src_ref *s, int64_t r, float *out) {
             for (int64_t j0 = 0; j0 < cols; j0 += c->bn) {
                 const float f = rd_f32(srow + (size_t)(j0 / c->bn) * 4);
                 const int64_t j1 = j0 + c->bn < cols ? j0 + c->bn : cols;
-                c->fp8_decode(q + j0, out + j0, j1 - j0, dec, f);
+                c->fp8_decode(q + j0, out + j0, j1 - j0, dec, f, !c->o->fp8_f32);
             }
             if (r + 1 < v->shape[0])
                 for (int64_t j = 0; j < cols; j += 64)

@@ -54,6 +54,8 @@ typedef struct dsq_qz_opts {
     const char *token_embedding_type; /* NULL: the preset's rule */
     const char *tokenizer_pre;        /* NULL: guessed from tokenizer.json */
     int mla_legacy;                   /* deepseek2: one attn_kv_b instead of attn_k_b/attn_v_b */
+    int fp8_f32;                      /* FP8 x scale kept in F32, not rounded to BF16 as
+                                         DeepSeek's cast (and so llama.cpp's input) has it */
     int keep_mtp;                     /* deepseek2: write the multi-token-prediction layers
                                        * (num_nextn_predict_layers) as the last blocks, in
                                        * llama.cpp's nextn layout, instead of dropping them */

@@ -5,10 +5,12 @@
  * (specs/formats.md §7.3) in double, times the scale in double (exact: 4 + 24
  * significant bits), converted once to float: the correctly rounded F32
  * product, which is what one F32 multiply gives, subnormal and overflowing
- * results included. NaN codes must stay NaN whatever the scale, so that the
- * quantizer's finite check rejects them. The AVX2 decode must give the
- * portable loop's bits for every code, scale and run length (its vector body
- * and scalar tail). */
+ * results included; with round_bf16 (quantize's default), that F32 rounded
+ * again to BF16, nearest even, here by scaling in double: 8 significant bits
+ * for normal values, multiples of 2^-133 below 2^-126. NaN codes must stay
+ * NaN whatever the scale, so that the quantizer's finite check rejects them.
+ * The AVX2 decode must give the portable loop's bits for every code, scale,
+ * mode and run length (its vector body and scalar tail). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,7 +59,18 @@ static const float scales[] = {
 };
 #define N_SCALES (sizeof scales / sizeof scales[0])
 
-static void check_table(int e5m2) {
+/* f rounded to BF16 (nearest even) and widened, computed in double */
+static float bf16_oracle(float f) {
+    if (isnan(f) || isinf(f) || f == 0.0f)
+        return f;
+    if (fabsf(f) < 0x1p-126f)
+        return (float)ldexp(nearbyint(ldexp((double)f, 133)), -133);
+    int e;
+    const double m = frexp((double)f, &e); /* 0.5 <= |m| < 1 */
+    return (float)ldexp(nearbyint(ldexp(m, 8)), e - 8);
+}
+
+static void check_table(int e5m2, int round_bf16) {
     float dec[256], out[256];
     uint8_t in[256];
     for (int i = 0; i < 256; i++) {
@@ -65,7 +78,7 @@ static void check_table(int e5m2) {
         in[i] = (uint8_t)i;
     }
     for (size_t k = 0; k < N_SCALES; k++) {
-        dsq__fp8_decode(in, out, 256, dec, scales[k]);
+        dsq__fp8_decode(in, out, 256, dec, scales[k], round_bf16);
         for (int code = 0; code < 256; code++) {
             int nan;
             const double v = fp8_value((uint8_t)code, e5m2, &nan);
@@ -73,7 +86,9 @@ static void check_table(int e5m2) {
                 assert_true(isnan(out[code]));
                 continue;
             }
-            const float want = (float)(v * (double)scales[k]);
+            float want = (float)(v * (double)scales[k]);
+            if (round_bf16)
+                want = bf16_oracle(want);
             if (isnan(want)) /* 0 x inf */
                 assert_true(isnan(out[code]));
             else
@@ -84,12 +99,14 @@ static void check_table(int e5m2) {
 
 static void test_e4m3_against_oracle(void **state) {
     (void)state;
-    check_table(0);
+    check_table(0, 0);
+    check_table(0, 1);
 }
 
 static void test_e5m2_against_oracle(void **state) {
     (void)state;
-    check_table(1);
+    check_table(1, 0);
+    check_table(1, 1);
 }
 
 static void test_simd_matches_portable(void **state) {
@@ -105,17 +122,17 @@ static void test_simd_matches_portable(void **state) {
     }
     for (int i = 0; i < N; i++)
         in[i] = (uint8_t)(i * 7 + 3); /* every code, in an order unlike the table's */
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 4; t++) { /* E4M3, E5M2; then both rounded to BF16 */
         for (size_t k = 0; k < N_SCALES; k++) {
             for (int n = 0; n <= N; n += (n < 70 ? 1 : 61)) {
                 memset(a, 0, sizeof a);
                 memset(b, 0, sizeof b);
-                dsq__fp8_decode(in, a, n, dec[t], scales[k]);
-                dsq__fp8_decode_simd(in, b, n, dec[t], scales[k]);
+                dsq__fp8_decode(in, a, n, dec[t % 2], scales[k], t / 2);
+                dsq__fp8_decode_simd(in, b, n, dec[t % 2], scales[k], t / 2);
                 for (int i = 0; i < n; i++) {
                     /* which of two NaN operands a multiply returns depends on
                      * the operand order the compiler picked; both are NaN */
-                    if (isnan(scales[k]) && isnan(dec[t][in[i]]))
+                    if (isnan(scales[k]) && isnan(dec[t % 2][in[i]]))
                         assert_true(isnan(a[i]) && isnan(b[i]));
                     else
                         assert_int_equal(bits(a[i]), bits(b[i]));

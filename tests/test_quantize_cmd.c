@@ -51,6 +51,8 @@
 #include "tests/testutil.h"
 
 #define DS_FP8 "data/tiny-models/tiny-deepseek-v3-fp8"
+/* the exact BF16 cast of DS_FP8 (the data README: what fp8_cast_bf16.py computes) */
+#define DS_CAST "data/tiny-models/tiny-deepseek-v3-fp8-cast-bf16"
 #define LLAMA  "data/tiny-models/tiny-llama"
 
 /* ==== helpers =============================================================================== */
@@ -277,8 +279,47 @@ static void test_deepseek_legacy_layout_plan(void **state) {
     free(p);
 }
 
+/* ==== FP8 in = its BF16 cast in: the weights llama.cpp's pipeline quantizes ================ */
+
+/* DeepSeek's route to llama.cpp is fp8_cast_bf16.py, then the converter and llama-quantize:
+ * the quantizer sees the BF16 cast. By default dsq rounds FP8 x scale to BF16 the same way,
+ * so the FP8 checkpoint and the team's exact cast of it give the same tensors, every byte;
+ * with --fp8-f32 the F32 products differ from the cast's (some tensors change). */
+static void test_fp8_equals_bf16_cast(void **state) {
+    (void)state;
+    static const char *const types[] = {"Q4_K_M", "Q8_0"};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        dsq_qz_opts o = opts(types[k]);
+        char a_name[64], b_name[64], c_name[64];
+        snprintf(a_name, sizeof a_name, "fp8-%s.gguf", types[k]);
+        snprintf(b_name, sizeof b_name, "cast-%s.gguf", types[k]);
+        snprintf(c_name, sizeof c_name, "fp8-f32-%s.gguf", types[k]);
+        dsq_gguf *a = quantize_open(DS_FP8, a_name, &o), *b = quantize_open(DS_CAST, b_name, &o);
+        o.fp8_f32 = 1;
+        dsq_gguf *c = quantize_open(DS_FP8, c_name, &o);
+        assert_int_equal(dsq_gguf_tensor_count(a), dsq_gguf_tensor_count(b));
+        int differ_f32 = 0;
+        for (int64_t i = 0; i < dsq_gguf_tensor_count(a); i++) {
+            const dsq_gguf_tensor *ta = dsq_gguf_tensor_at(a, i);
+            const dsq_gguf_tensor *tb = tu_gguf_tensor(b, ta->name);
+            const dsq_gguf_tensor *tc = tu_gguf_tensor(c, ta->name);
+            assert_int_equal(ta->dtype, tb->dtype);
+            assert_true(ta->nbytes == tb->nbytes);
+            if (memcmp(ta->data, tb->data, (size_t)ta->nbytes) != 0)
+                fail_msg("%s %s: FP8 and its BF16 cast give different bytes", types[k],
+                         ta->name);
+            differ_f32 += memcmp(ta->data, tc->data, (size_t)ta->nbytes) != 0;
+        }
+        assert_true(differ_f32 > 0);
+        dsq_gguf_close(a);
+        dsq_gguf_close(b);
+        dsq_gguf_close(c);
+    }
+}
+
 /* ==== --pure Q8_0: bytes equal dsq_quantize_rows on the dequantized weights ================= */
 
+/* W x scale_inv in F32, then (round_bf16) rounded to BF16 as dsq quantize does by default */
 static float *dequant_fp8(const dsq_ckpt *ck, const char *name, int64_t *rows, int64_t *cols) {
     char sname[256];
     snprintf(sname, sizeof sname, "%s_scale_inv", name);
@@ -295,7 +336,8 @@ static float *dequant_fp8(const dsq_ckpt *ck, const char *name, int64_t *rows, i
         for (int64_t c = 0; c < *cols; c++) {
             float s;
             memcpy(&s, (const uint8_t *)sc->data + 4 * ((r / 128) * sc->shape[1] + c / 128), 4);
-            out[r * *cols + c] = dsq_fp8_e4m3_to_f32(q[r * *cols + c]) * s;
+            out[r * *cols + c] =
+                dsq_bf16_to_f32(dsq_f32_to_bf16(dsq_fp8_e4m3_to_f32(q[r * *cols + c]) * s));
         }
     return out;
 }
@@ -629,6 +671,7 @@ int main(void) {
         cmocka_unit_test(test_rules_units),
         cmocka_unit_test(test_permutation_by_hand),
         cmocka_unit_test(test_deepseek_fp8_q4_k_m),
+        cmocka_unit_test(test_fp8_equals_bf16_cast),
         cmocka_unit_test(test_deepseek_legacy_layout_plan),
         cmocka_unit_test(test_pure_q8_0_bytes),
         cmocka_unit_test(test_llama_f32_names_and_permutation),
