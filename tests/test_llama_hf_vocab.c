@@ -54,27 +54,10 @@
 #define LLAMA "data/tiny-models/tiny-llama"
 #define STORIES_GGUF "data/stories260K-gguf/stories260K.gguf"
 
-static char *join(const char *a, const char *b) {
-    char *p = malloc(strlen(a) + strlen(b) + 2);
-    assert_non_null(p);
-    sprintf(p, "%s/%s", a, b);
-    return p;
-}
-
-static void put(const char *dir, const char *name, const void *data, size_t len) {
-    char *p = join(dir, name);
-    tu_write_file(p, data, len);
-    free(p);
-}
-
-static void put_str(const char *dir, const char *name, const char *s) {
-    put(dir, name, s, strlen(s));
-}
-
 static void put_json(const char *dir, const char *name, json_t *doc) {
     char *s = json_dumps(doc, JSON_COMPACT);
     assert_non_null(s);
-    put_str(dir, name, s);
+    tu_put_str(dir, name, s);
     free(s);
     json_decref(doc);
 }
@@ -82,14 +65,14 @@ static void put_json(const char *dir, const char *name, json_t *doc) {
 /* The tiny llama's weights and config.json (vocab_size 1024), its bos/eos ids set to the
  * SentencePiece ones (1, 2) as a Llama-2 config.json has them. No tokenizer yet. */
 static char *make_ckpt(const char *name) {
-    char *dir = join(tu_group_dir, name), *rel = tu_shared_path(LLAMA);
+    char *dir = tu_join(tu_group_dir, name), *rel = tu_shared_path(LLAMA);
     char *src_dir = realpath(rel, NULL);
     assert_non_null(src_dir);
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s' && ln -s '%s/model.safetensors' '%s/'", dir,
              src_dir, dir);
     assert_int_equal(tu_system(cmd), 0);
-    char *cfg_path = join(src_dir, "config.json");
+    char *cfg_path = tu_join(src_dir, "config.json");
     json_error_t je;
     json_t *cfg = json_load_file(cfg_path, 0, &je);
     assert_non_null(cfg);
@@ -249,7 +232,7 @@ static void write_llama2_tokenizer_json(const char *dir, const spm_src *s) {
 
 /* Llama-2-7b-hf's tokenizer_config.json, trimmed to what the converter reads. */
 static void write_llama2_tokenizer_config(const char *dir) {
-    put_str(dir, "tokenizer_config.json",
+    tu_put_str(dir, "tokenizer_config.json",
             "{\"add_bos_token\":true,\"add_eos_token\":false,"
             "\"added_tokens_decoder\":{"
             "\"0\":{\"content\":\"<unk>\",\"special\":true},"
@@ -281,7 +264,7 @@ static void write_tokenizer_model(const char *dir, const spm_src *s) {
     const uint8_t trainer[] = {0x12, 0x05, 0x18, 0x02, 0x98, 0x02, 0x01};
     memcpy(q, trainer, sizeof trainer);
     q += sizeof trainer;
-    put(dir, "tokenizer.model", buf, (size_t)(q - buf));
+    tu_put(dir, "tokenizer.model", buf, (size_t)(q - buf));
     free(buf);
 }
 
@@ -293,7 +276,7 @@ static dsq_status quantize(const char *dir, char **out_path, dsq_err *err) {
     o.type = "Q8_0";
     o.threads = 2;
     dsq_qz_summary s;
-    *out_path = join(dir, "out.gguf");
+    *out_path = tu_join(dir, "out.gguf");
     const dsq_status st = dsq_quantize_gguf(dir, *out_path, &o, &s, err);
     if (st == DSQ_OK)
         dsq_qz_summary_free(&s);
@@ -490,7 +473,7 @@ static void put_small_json(const char *dir, const char *added) {
              "\"model\":{\"type\":\"BPE\",\"byte_fallback\":true," SMALL_VOCAB
              ",\"merges\":[\"\xe2\x96\x81 a\"]}}",
              added);
-    put_str(dir, "tokenizer.json", buf);
+    tu_put_str(dir, "tokenizer.json", buf);
 }
 
 static const char small_added[] =
@@ -510,7 +493,7 @@ static void test_added_and_special(void **state) {
     (void)state;
     char *dir = make_ckpt("added"), *out = NULL;
     put_small_json(dir, small_added);
-    put_str(dir, "tokenizer_config.json",
+    tu_put_str(dir, "tokenizer_config.json",
             "{\"tokenizer_class\":\"LlamaTokenizerFast\",\"add_bos_token\":false,"
             "\"add_eos_token\":true,\"bos_token\":\"<s>\",\"eos_token\":\"</s>\","
             "\"unk_token\":\"<unk>\",\"pad_token\":{\"content\":\"<pad>\"},"
@@ -564,7 +547,7 @@ static void test_class_defaults(void **state) {
 
     dir = make_ckpt("plainfast");
     put_small_json(dir, "");
-    put_str(dir, "tokenizer_config.json", "{\"tokenizer_class\":\"PreTrainedTokenizerFast\"}");
+    tu_put_str(dir, "tokenizer_config.json", "{\"tokenizer_class\":\"PreTrainedTokenizerFast\"}");
     g = quantize_open(dir, &out);
     v = get_vocab(g, 7);
     expect_token(&v, 0, "<unk>", 1);
@@ -642,9 +625,9 @@ static void test_hostile(void **state) {
         char name[32], *out = NULL;
         snprintf(name, sizeof name, "hostile%zu", i);
         char *dir = make_ckpt(name);
-        put_str(dir, "tokenizer.json", h->json);
+        tu_put_str(dir, "tokenizer.json", h->json);
         if (h->config != NULL)
-            put_str(dir, "tokenizer_config.json", h->config);
+            tu_put_str(dir, "tokenizer_config.json", h->config);
         dsq_err err = {0};
         const dsq_status st = quantize(dir, &out, &err);
         if (st != h->status || strstr(err.text, h->msg) == NULL || strchr(err.text, '\n'))
@@ -662,7 +645,7 @@ static void test_more_tokens_than_vocab_size(void **state) {
     (void)state;
     char *dir = make_ckpt("toomany"), *out = NULL;
     put_small_json(dir, small_added);
-    char *cfg_path = join(dir, "config.json");
+    char *cfg_path = tu_join(dir, "config.json");
     json_error_t je;
     json_t *cfg = json_load_file(cfg_path, 0, &je);
     assert_non_null(cfg);

@@ -294,25 +294,9 @@ static void test_every_truncation(void **state) {
 /* ---- dsq quantize of the tiny llama with this tokenizer.model ----------------------------- */
 
 
-static char *join(const char *a, const char *b) {
-    char *p = malloc(strlen(a) + strlen(b) + 2);
-    sprintf(p, "%s/%s", a, b);
-    return p;
-}
-
-static void put(const char *dir, const char *name, const void *data, size_t len) {
-    char *p = join(dir, name);
-    tu_write_file(p, data, len);
-    free(p);
-}
-
-static void put_str(const char *dir, const char *name, const char *s) {
-    put(dir, name, s, strlen(s));
-}
-
 /* A checkpoint directory: the tiny llama's config.json and weights plus small_model. */
 static char *make_ckpt(const char *name) {
-    char *dir = join(tu_group_dir, name), *rel = tu_shared_path(LLAMA);
+    char *dir = tu_join(tu_group_dir, name), *rel = tu_shared_path(LLAMA);
     /* absolute, so the weights' symlink does not depend on the working directory */
     char *src_dir = realpath(rel, NULL);
     assert_non_null(src_dir);
@@ -321,7 +305,7 @@ static char *make_ckpt(const char *name) {
              "ln -s '%s/model.safetensors' '%s/'", dir, src_dir, dir, src_dir, dir);
     assert_int_equal(tu_system(cmd), 0);
     free(rel);
-    put(dir, "tokenizer.model", small_model, sizeof small_model);
+    tu_put(dir, "tokenizer.model", small_model, sizeof small_model);
     free(src_dir);
     return dir;
 }
@@ -333,7 +317,7 @@ static dsq_gguf *quantize_open(const char *dir, char **out_path) {
     o.threads = 2;
     dsq_qz_summary s;
     dsq_err err = {0};
-    *out_path = join(dir, "out.gguf");
+    *out_path = tu_join(dir, "out.gguf");
     if (dsq_quantize_gguf(dir, *out_path, &o, &s, &err) != DSQ_OK)
         fail_msg("quantize %s: %s", dir, err.text);
     dsq_qz_summary_free(&s);
@@ -466,20 +450,20 @@ static void test_quantize_spm_plain(void **state) {
 static void test_quantize_spm_with_json(void **state) {
     (void)state;
     char *dir = make_ckpt("json"), *out = NULL;
-    put_str(dir, "tokenizer.json",
+    tu_put_str(dir, "tokenizer.json",
             "{\"version\":\"1.0\",\"added_tokens\":["
             "{\"id\":0,\"content\":\"<unk>\",\"special\":true},"
             "{\"id\":1,\"content\":\"<s>\",\"special\":true},"
             "{\"id\":2,\"content\":\"</s>\",\"special\":true}],"
             "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}");
-    put_str(dir, "tokenizer_config.json",
+    tu_put_str(dir, "tokenizer_config.json",
             "{\"add_bos_token\":true,\"add_eos_token\":false,\"add_prefix_space\":false,"
             "\"bos_token\":\"<s>\",\"eos_token\":{\"content\":\"</s>\"},\"unk_token\":\"<unk>\","
             "\"pad_token\":\"<pad>\",\"added_tokens_decoder\":{"
             "\"8\":{\"content\":\"<pad>\",\"special\":true},"
             "\"10\":{\"content\":\"<|im|>\",\"special\":false},"
             "\"11\":{\"content\":\"\xe2\x96\x81hi\",\"special\":false}}}");
-    put_str(dir, "added_tokens.json", "{\"<extra>\": 9, \"<far>\": 5000}");
+    tu_put_str(dir, "added_tokens.json", "{\"<extra>\": 9, \"<far>\": 5000}");
     dsq_gguf *g = quantize_open(dir, &out);
     check_str(g, "tokenizer.ggml.model", "llama");
     dsq_gguf_val toks;
@@ -518,8 +502,8 @@ static void test_quantize_spm_with_json(void **state) {
 /* A broken tokenizer.model stops the quantization with the reader's message. */
 static void test_quantize_spm_corrupt(void **state) {
     (void)state;
-    char *dir = make_ckpt("corrupt"), *out = join(dir, "out.gguf");
-    put(dir, "tokenizer.model", small_model, 37); /* cut inside piece 2 */
+    char *dir = make_ckpt("corrupt"), *out = tu_join(dir, "out.gguf");
+    tu_put(dir, "tokenizer.model", small_model, 37); /* cut inside piece 2 */
     dsq_qz_opts o;
     memset(&o, 0, sizeof o);
     o.type = "Q8_0";
@@ -538,7 +522,7 @@ static void test_quantize_spm_corrupt(void **state) {
  * each `0a len 0a n text` with no score or type. */
 static void test_quantize_spm_too_many_pieces(void **state) {
     (void)state;
-    char *dir = make_ckpt("toomany"), *out = join(dir, "out.gguf");
+    char *dir = make_ckpt("toomany"), *out = tu_join(dir, "out.gguf");
     uint8_t *buf = malloc(16 * 1025), *q = buf;
     const uint8_t unk[] = {0x0a, 0x09, 0x0a, 0x05, '<', 'u', 'n', 'k', '>', 0x18, 0x02};
     memcpy(q, unk, sizeof unk);
@@ -553,7 +537,7 @@ static void test_quantize_spm_too_many_pieces(void **state) {
         memcpy(q, t, (size_t)n);
         q += n;
     }
-    put(dir, "tokenizer.model", buf, (size_t)(q - buf));
+    tu_put(dir, "tokenizer.model", buf, (size_t)(q - buf));
     free(buf);
     dsq_qz_opts o;
     memset(&o, 0, sizeof o);

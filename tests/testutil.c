@@ -174,3 +174,20 @@ double tu_ppl_of(const char *path, const int32_t *ids, int64_t n) {
     return r.ppl;
 }
 
+
+char *tu_join(const char *a, const char *b) {
+    char *p = malloc(strlen(a) + strlen(b) + 2);
+    assert_non_null(p);
+    sprintf(p, "%s/%s", a, b);
+    return p;
+}
+
+void tu_put(const char *dir, const char *name, const void *data, size_t len) {
+    char *p = tu_join(dir, name);
+    tu_write_file(p, data, len);
+    free(p);
+}
+
+void tu_put_str(const char *dir, const char *name, const char *s) {
+    tu_put(dir, name, s, strlen(s));
+}

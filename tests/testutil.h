@@ -34,6 +34,11 @@ char *tu_shared_path(const char *rel);
 uint8_t *tu_read_file(const char *path, size_t *len);
 /* Writes a whole file; fails the test on error. */
 void tu_write_file(const char *path, const void *buf, size_t len);
+/* "a/b"; caller frees. */
+char *tu_join(const char *a, const char *b);
+/* Writes dir/name (the data, or the string without its NUL); fails the test on error. */
+void tu_put(const char *dir, const char *name, const void *data, size_t len);
+void tu_put_str(const char *dir, const char *name, const char *s);
 /* A fresh empty directory under $TMPDIR; caller frees and may tu_rm_rf it. */
 char *tu_mkdtemp(void);
 void tu_rm_rf(const char *path);
