@@ -1,5 +1,5 @@
 #!/bin/sh
-# scripts/fuzz.sh [SECONDS_PER_HARNESS]: builds every fuzz/fuzz_*.c as a libFuzzer
+# scripts/fuzz.sh [SECONDS_PER_HARNESS]: builds every fuzz/fuzz_*.c (or FUZZ_ONLY's) as a libFuzzer
 # binary (clang, -fsanitize=fuzzer,address,undefined, the library sources linked
 # in directly) into build/fuzz/, then runs each for SECONDS (default 60) on a
 # copy of its seed corpus fuzz/corpus/<name>/ plus its regression inputs
@@ -34,7 +34,8 @@ if ! dep_cflags=$(pkg-config --cflags $pcs) || ! dep_libs=$(pkg-config --libs $p
     exit 2
 fi
 
-harnesses=$(ls fuzz/fuzz_*.c 2>/dev/null)
+# FUZZ_ONLY=<name>: just that harness (a longer run of a new one)
+harnesses=$(ls fuzz/fuzz_${FUZZ_ONLY:-*}.c 2>/dev/null)
 if [ -z "$harnesses" ]; then
     echo "fuzz.sh: no fuzz/fuzz_*.c" >&2
     exit 2

@@ -7,8 +7,8 @@
  * ASan/UBSan (make asan) report memory errors, so a regression shows up in
  * `make test` under gcc as well as under clang.
  *
- * Two conventions are in use: the safetensors, index, config, imatrix and
- * tokenizer.model harnesses define dsq_fuzz_<name>() and keep LLVMFuzzerTestOneInput behind
+ * Two conventions are in use: the safetensors, index, config, imatrix,
+ * quantize vocabulary and tokenizer.model harnesses define dsq_fuzz_<name>() and keep LLVMFuzzerTestOneInput behind
  * #ifndef DSQ_FUZZ_REPLAY; the GGUF and tokenizer.json harnesses define only
  * LLVMFuzzerTestOneInput, which is renamed here as each is included (and the
  * GGUF one's own replay main() is kept out by leaving DSQ_FUZZ_REPLAY
@@ -31,6 +31,7 @@
 #define DSQ_FUZZ_REPLAY 1
 #include "fuzz/fuzz_config_json.c"
 #include "fuzz/fuzz_imatrix.c"
+#include "fuzz/fuzz_qz_vocab.c"
 #include "fuzz/fuzz_safetensors.c"
 #include "fuzz/fuzz_spm_model.c"
 #include "fuzz/fuzz_st_index.c"
@@ -154,6 +155,11 @@ static void test_imatrix(void **state) {
     replay("imatrix", dsq_fuzz_imatrix);
 }
 
+static void test_qz_vocab(void **state) {
+    (void)state;
+    replay("qz_vocab", dsq_fuzz_qz_vocab);
+}
+
 static void test_spm_model(void **state) {
     (void)state;
     replay("spm_model", dsq_fuzz_spm_model);
@@ -183,6 +189,7 @@ int main(void) {
         cmocka_unit_test(test_st_index),
         cmocka_unit_test(test_config_json),
         cmocka_unit_test(test_imatrix),
+        cmocka_unit_test(test_qz_vocab),
         cmocka_unit_test(test_spm_model),
         cmocka_unit_test(test_gguf),
         cmocka_unit_test(test_tokenizer_json),

@@ -281,8 +281,7 @@ void dsq_gemm_packed_part(int64_t m, const float *A, int64_t lda, const dsq_pmat
      * are about 0.3 ms on one core. */
     const int par = nt > 1 && tasks > 1 && (double)m * (double)n * (double)k > 3e7;
 #else
-    const int nt = 1, par = 0;
-    (void)nthreads;
+    (void)nthreads; /* no OpenMP (the fuzz builds): the pragma below is ignored */
 #endif
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (par)
     for (int64_t t = 0; t < tasks; t++) {
