@@ -1037,6 +1037,10 @@ static dsq_status write_data(ctx *c, dsq_gguf_writer **w, uint64_t total, dsq_er
                           dsq_dtype_name(e->t.type), dsq_status_str(qst));
             }
             dsq_awrite_ready(aw, q_job[k], nq);
+            /* an expert's weight is read by its own slice only: drop its pages now, so that
+             * a stacked tensor (256 experts of 14 MB in DeepSeek-V3) never maps them all */
+            if (e->how == DSQ_QZ_SRC_EXPERTS && e->gt == NULL)
+                dsq_st_release(dsq_ckpt_shard(c->ck, e->src[sl].shard), e->src[sl].index);
             done += nq;
             if (c->o->progress)
                 c->o->progress(c->o->progress_user, done, total);
