@@ -151,6 +151,13 @@ dsq_status dsq_awrite_wait(dsq_awrite *a, uint64_t job, dsq_err *err) {
     return st;
 }
 
+dsq_status dsq_awrite_error(dsq_awrite *a, dsq_err *err) {
+    pthread_mutex_lock(&a->mu);
+    const dsq_status st = report(a, UINT64_MAX, err);
+    pthread_mutex_unlock(&a->mu);
+    return st;
+}
+
 void dsq_awrite_stop(dsq_awrite *a) {
     if (a == NULL)
         return;

@@ -3,9 +3,9 @@
  * `dsq quantize` computes an output slice in parallel and should not leave a
  * core idle while the slice is written: here the slice is written by another
  * thread while the next one is computed, and its finished rows are written
- * even before the whole slice is done, while they are still in cache. Unlike
- * core/wqueue.h nothing is copied: write(2) reads the bytes where they were
- * computed.
+ * even before the whole slice is done, while they are still in cache. Nothing
+ * is copied: write(2) reads the bytes where they were computed. core/wqueue.h
+ * is a pool of fixed buffers on top of it, for producers that fill chunks.
  *
  * A job is (sink, buffer, length). The caller says how much of a job is ready
  * (dsq_awrite_ready, from any thread); the thread writes what is ready, in
@@ -40,6 +40,8 @@ void dsq_awrite_ready(dsq_awrite *a, uint64_t job, size_t ready);
 /* Waits until jobs 1..job are written; job 0 waits for nothing. Returns the
  * error only if it came from one of these jobs. */
 dsq_status dsq_awrite_wait(dsq_awrite *a, uint64_t job, dsq_err *err);
+/* The sink's first error, from whichever job, or DSQ_OK. */
+dsq_status dsq_awrite_error(dsq_awrite *a, dsq_err *err);
 /* Stops the thread once its current write returns, dropping the jobs not yet
  * written (wait first to keep them), and frees everything; accepts NULL. */
 void dsq_awrite_stop(dsq_awrite *a);

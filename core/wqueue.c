@@ -1,65 +1,26 @@
-/* core/wqueue.c: see wqueue.h. One mutex guards everything; buffers move
- * free -> filled (FIFO) -> free. */
+/* core/wqueue.c: see wqueue.h. A pool of buffers over core/awrite.h's writer
+ * thread: buffers go out in ring order, each carried by one awrite job, and a
+ * buffer is handed out again once the job that last carried it is written. */
 #include "core/wqueue.h"
 
-#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
+
+#include "core/awrite.h"
 
 struct dsq_wqueue {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;   /* any state change */
-    pthread_t thread;
-    int started;
+    dsq_awrite *a;
     size_t n_bufs, buf_size;
-    void **bufs;         /* [n_bufs] */
-    void **free_list;    /* stack of free buffers */
-    size_t n_free;
-    void **fifo;         /* ring of filled buffers */
-    size_t *fifo_len;
-    size_t head, count;
-    int busy;            /* the thread is writing a buffer */
-    int stopping;
+    void **bufs;       /* [n_bufs] */
+    uint64_t *job;     /* [n_bufs]: the job that last carried bufs[i], 0 for none */
+    size_t next;       /* the buffer get hands out next */
+    uint64_t last;     /* the last job submitted */
     dsq_wqueue_sink sink;
     void *user;
-    dsq_status status;   /* first sink error */
-    dsq_err err;
 };
 
-static void *writer_main(void *arg) {
-    dsq_wqueue *q = arg;
-    pthread_mutex_lock(&q->mu);
-    for (;;) {
-        while (q->count == 0 && !q->stopping)
-            pthread_cond_wait(&q->cv, &q->mu);
-        if (q->count == 0 && q->stopping)
-            break;
-        void *buf = q->fifo[q->head];
-        const size_t n = q->fifo_len[q->head];
-        q->head = (q->head + 1) % q->n_bufs;
-        q->count--;
-        q->busy = 1;
-        const dsq_status prev = q->status;
-        dsq_wqueue_sink sink = q->sink;
-        void *user = q->user;
-        pthread_mutex_unlock(&q->mu);
-        dsq_err e = {0};
-        /* after an error, buffers are returned without being written */
-        const dsq_status st = (prev == DSQ_OK && sink != NULL) ? sink(user, buf, n, &e) : prev;
-        pthread_mutex_lock(&q->mu);
-        if (st != DSQ_OK && q->status == DSQ_OK) {
-            q->status = st;
-            q->err = e;
-        }
-        q->free_list[q->n_free++] = buf;
-        q->busy = 0;
-        pthread_cond_broadcast(&q->cv);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return NULL;
-}
-
 dsq_status dsq_wqueue_start(dsq_wqueue **out, size_t n_bufs, size_t buf_size, dsq_err *err) {
+    dsq_status st = DSQ_OK;
     dsq_wqueue *q = calloc(1, sizeof *q);
     *out = NULL;
     if (q == NULL || n_bufs == 0)
@@ -67,26 +28,17 @@ dsq_status dsq_wqueue_start(dsq_wqueue **out, size_t n_bufs, size_t buf_size, ds
     q->n_bufs = n_bufs;
     q->buf_size = buf_size;
     q->bufs = calloc(n_bufs, sizeof *q->bufs);
-    q->free_list = calloc(n_bufs, sizeof *q->free_list);
-    q->fifo = calloc(n_bufs, sizeof *q->fifo);
-    q->fifo_len = calloc(n_bufs, sizeof *q->fifo_len);
-    if (!q->bufs || !q->free_list || !q->fifo || !q->fifo_len)
+    q->job = calloc(n_bufs, sizeof *q->job);
+    if (q->bufs == NULL || q->job == NULL)
         goto nomem;
-    for (size_t i = 0; i < n_bufs; i++) {
-        q->bufs[i] = malloc(buf_size);
-        if (q->bufs[i] == NULL)
+    for (size_t i = 0; i < n_bufs; i++)
+        if ((q->bufs[i] = malloc(buf_size)) == NULL)
             goto nomem;
-        q->free_list[q->n_free++] = q->bufs[i];
-    }
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
-    if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {
-        pthread_mutex_destroy(&q->mu);
-        pthread_cond_destroy(&q->cv);
+    /* one write(2) per buffer: a piece as large as the buffer */
+    if ((st = dsq_awrite_start(&q->a, buf_size, err)) != DSQ_OK) {
         dsq_wqueue_stop(q);
-        return dsq_err_set(err, DSQ_NOMEM, "cannot start the writer thread");
+        return st;
     }
-    q->started = 1;
     *out = q;
     return DSQ_OK;
 nomem:
@@ -96,47 +48,38 @@ nomem:
 }
 
 void dsq_wqueue_set_sink(dsq_wqueue *q, dsq_wqueue_sink sink, void *user) {
-    pthread_mutex_lock(&q->mu);
     q->sink = sink;
     q->user = user;
-    pthread_mutex_unlock(&q->mu);
-}
-
-static dsq_status report(dsq_wqueue *q, dsq_err *err) {
-    /* caller holds the mutex */
-    if (q->status != DSQ_OK)
-        return dsq_err_set(err, q->status, "%s", q->err.text);
-    return DSQ_OK;
 }
 
 dsq_status dsq_wqueue_get(dsq_wqueue *q, void **buf, dsq_err *err) {
-    pthread_mutex_lock(&q->mu);
-    while (q->n_free == 0)
-        pthread_cond_wait(&q->cv, &q->mu);
-    const dsq_status st = report(q, err);
-    *buf = st == DSQ_OK ? q->free_list[--q->n_free] : NULL;
-    pthread_mutex_unlock(&q->mu);
+    *buf = NULL;
+    dsq_status st = dsq_awrite_wait(q->a, q->job[q->next], err);
+    if (st == DSQ_OK)
+        st = dsq_awrite_error(q->a, err); /* an error stays: every later call returns it */
+    if (st == DSQ_OK)
+        *buf = q->bufs[q->next];
     return st;
 }
 
 dsq_status dsq_wqueue_submit(dsq_wqueue *q, void *buf, size_t n, dsq_err *err) {
-    pthread_mutex_lock(&q->mu);
-    q->fifo[(q->head + q->count) % q->n_bufs] = buf;
-    q->fifo_len[(q->head + q->count) % q->n_bufs] = n;
-    q->count++;
-    pthread_cond_broadcast(&q->cv);
-    const dsq_status st = report(q, err);
-    pthread_mutex_unlock(&q->mu);
+    size_t i = q->next, k = 0;
+    while (k < q->n_bufs && q->bufs[i] != buf) { /* normally at once: the order of get */
+        i = (i + 1) % q->n_bufs;
+        k++;
+    }
+    if (k == q->n_bufs)
+        return dsq_err_set(err, DSQ_INVALID_ARG, "wqueue: a buffer it did not hand out");
+    const dsq_status st = dsq_awrite_push(q->a, q->sink, q->user, buf, n, n, &q->job[i], err);
+    if (st == DSQ_OK)
+        q->last = q->job[i];
+    q->next = (i + 1) % q->n_bufs;
     return st;
 }
 
 dsq_status dsq_wqueue_drain(dsq_wqueue *q, dsq_err *err) {
-    pthread_mutex_lock(&q->mu);
-    while (q->count > 0 || q->busy)
-        pthread_cond_wait(&q->cv, &q->mu);
-    const dsq_status st = report(q, err);
-    pthread_mutex_unlock(&q->mu);
-    return st;
+    const dsq_status st = dsq_awrite_wait(q->a, q->last, err);
+    return st != DSQ_OK ? st : dsq_awrite_error(q->a, err);
 }
 
 size_t dsq_wqueue_buf_size(const dsq_wqueue *q) {
@@ -146,22 +89,10 @@ size_t dsq_wqueue_buf_size(const dsq_wqueue *q) {
 void dsq_wqueue_stop(dsq_wqueue *q) {
     if (q == NULL)
         return;
-    if (q->started) {
-        pthread_mutex_lock(&q->mu);
-        q->stopping = 1;
-        pthread_cond_broadcast(&q->cv);
-        pthread_mutex_unlock(&q->mu);
-        pthread_join(q->thread, NULL);
-        pthread_mutex_destroy(&q->mu);
-        pthread_cond_destroy(&q->cv);
-    }
-    if (q->bufs != NULL) {
-        for (size_t i = 0; i < q->n_bufs; i++)
-            free(q->bufs[i]);
-    }
+    dsq_awrite_stop(q->a);
+    for (size_t i = 0; q->bufs != NULL && i < q->n_bufs; i++)
+        free(q->bufs[i]);
     free(q->bufs);
-    free(q->free_list);
-    free(q->fifo);
-    free(q->fifo_len);
+    free(q->job);
     free(q);
 }
