@@ -402,12 +402,8 @@ static void test_config_errors(void **state) {
 /* ---- the trained models ---- */
 
 static int32_t *eval_tokens(int64_t *n) {
-    char *path = tu_shared_path("data/tiny-models/eval.tokens.txt");
-    int32_t *ids = NULL;
-    dsq_err err = {0};
-    assert_int_equal(dsq_tokens_read(path, &ids, n, &err), DSQ_OK);
+    int32_t *ids = tu_eval_tokens(n);
     assert_int_equal(*n, 36433);
-    free(path);
     return ids;
 }
 

@@ -39,15 +39,6 @@ static dsq_model *open_path(const char *path) {
     return m;
 }
 
-static int32_t *tokens(int64_t *n) {
-    char *p = tu_shared_path("data/tiny-models/eval.tokens.txt");
-    int32_t *ids = NULL;
-    dsq_err err = {0};
-    assert_int_equal(dsq_tokens_read(p, &ids, n, &err), DSQ_OK);
-    free(p);
-    return ids;
-}
-
 static dsq_ppl_opts wopts(const dsq_model *m) {
     dsq_ppl_opts o;
     memset(&o, 0, sizeof o);
@@ -60,7 +51,7 @@ static dsq_ppl_opts wopts(const dsq_model *m) {
 static void test_self_and_roundtrip(void **state) {
     (void)state;
     int64_t n;
-    int32_t *ids = tokens(&n);
+    int32_t *ids = tu_eval_tokens(&n);
     char *dir = tu_shared_path("data/tiny-models/tiny-llama");
     dsq_model *m = open_path(dir);
     const dsq_ppl_opts o = wopts(m);
@@ -149,7 +140,7 @@ static void window_logits(const dsq_model *m, const int32_t *ids, int64_t c, int
 static void test_topk_kld_bounds_full_kld(void **state) {
     (void)state;
     int64_t n;
-    int32_t *ids = tokens(&n);
+    int32_t *ids = tu_eval_tokens(&n);
     char *dir = tu_shared_path("data/tiny-models/tiny-llama");
     char *tmp = tu_mkdtemp(), *gg = dsq_path_join(tmp, "q.gguf"), cmd[2048];
     snprintf(cmd, sizeof cmd, "'%s' quantize '%s' '%s' --type Q4_K_M >/dev/null 2>&1",
@@ -216,7 +207,7 @@ static void test_topk_kld_bounds_full_kld(void **state) {
 static void test_stream_layers_same_bits(void **state) {
     (void)state;
     int64_t n;
-    int32_t *ids = tokens(&n);
+    int32_t *ids = tu_eval_tokens(&n);
     const char *names[] = {"tiny-deepseek-v3", "tiny-llama"};
     for (int k = 0; k < 2; k++) {
         char rel[128];

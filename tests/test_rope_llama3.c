@@ -194,11 +194,8 @@ static void test_rope_freqs_never_quantized(void **state) {
 
 static void test_gguf_ppl_equals_hf(void **state) {
     (void)state;
-    char *tp = tu_shared_path("data/tiny-models/eval.tokens.txt");
-    int32_t *ids = NULL;
     int64_t n = 0;
-    dsq_err err = {0};
-    assert_int_equal(dsq_tokens_read(tp, &ids, &n, &err), DSQ_OK);
+    int32_t *ids = tu_eval_tokens(&n);
     char *plain = tu_shared_path("data/tiny-models/tiny-llama");
     char *f32 = make_gguf("F32"), *bf16 = make_gguf("BF16");
     const double p_hf = tu_ppl_of(llama3_model(), ids, n), p_f32 = tu_ppl_of(f32, ids, n),
@@ -215,7 +212,6 @@ static void test_gguf_ppl_equals_hf(void **state) {
     free(f32);
     free(bf16);
     free(ids);
-    free(tp);
 }
 
 static int teardown(void **state) {

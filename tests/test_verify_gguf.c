@@ -225,11 +225,8 @@ static void test_gguf_tokenizer(void **state) {
 
 static void test_gguf_perplexity(void **state) {
     (void)state;
-    char *tp = tu_shared_path("data/tiny-models/eval.tokens.txt");
-    int32_t *ids = NULL;
     int64_t n = 0;
-    dsq_err err = {0};
-    assert_int_equal(dsq_tokens_read(tp, &ids, &n, &err), DSQ_OK);
+    int32_t *ids = tu_eval_tokens(&n);
     const char *models[] = {"tiny-llama", "tiny-deepseek-v3"};
     for (int k = 0; k < 2; k++) {
         char rel[160];
@@ -256,7 +253,6 @@ static void test_gguf_perplexity(void **state) {
         free(q4);
     }
     free(ids);
-    free(tp);
 }
 
 static void test_gguf_errors(void **state) {

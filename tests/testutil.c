@@ -191,3 +191,13 @@ void tu_put(const char *dir, const char *name, const void *data, size_t len) {
 void tu_put_str(const char *dir, const char *name, const char *s) {
     tu_put(dir, name, s, strlen(s));
 }
+
+int32_t *tu_eval_tokens(int64_t *n) {
+    char *p = tu_shared_path("data/tiny-models/eval.tokens.txt");
+    int32_t *ids = NULL;
+    dsq_err err = {0};
+    if (dsq_tokens_read(p, &ids, n, &err) != DSQ_OK)
+        fail_msg("%s: %s", p, err.text);
+    free(p);
+    return ids;
+}

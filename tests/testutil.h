@@ -13,6 +13,8 @@
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
 #define UNDER_SANITIZER 1
+/* The tiny models' evaluation tokens (data/tiny-models/eval.tokens.txt); caller frees. */
+int32_t *tu_eval_tokens(int64_t *n);
 /* Perplexity of model `path` (HF dir or GGUF) over ids: ctx 256, 3 windows
  * (1 under a sanitizer), 2 threads; fails the test on error. */
 double tu_ppl_of(const char *path, const int32_t *ids, int64_t n);
@@ -21,6 +23,8 @@ double tu_ppl_of(const char *path, const int32_t *ids, int64_t n);
 #endif
 #ifndef UNDER_SANITIZER
 #define UNDER_SANITIZER 0
+/* The tiny models' evaluation tokens (data/tiny-models/eval.tokens.txt); caller frees. */
+int32_t *tu_eval_tokens(int64_t *n);
 /* Perplexity of model `path` (HF dir or GGUF) over ids: ctx 256, 3 windows
  * (1 under a sanitizer), 2 threads; fails the test on error. */
 double tu_ppl_of(const char *path, const int32_t *ids, int64_t n);
@@ -65,6 +69,8 @@ uint32_t tu_gguf_u32(const dsq_gguf *g, const char *key);
 /* Fails the test unless string key `key` of g equals want. */
 void tu_gguf_expect_str(const dsq_gguf *g, const char *key, const char *want);
 
+/* The tiny models' evaluation tokens (data/tiny-models/eval.tokens.txt); caller frees. */
+int32_t *tu_eval_tokens(int64_t *n);
 /* Perplexity of model `path` (HF dir or GGUF) over ids: ctx 256, 3 windows
  * (1 under a sanitizer), 2 threads; fails the test on error. */
 double tu_ppl_of(const char *path, const int32_t *ids, int64_t n);
