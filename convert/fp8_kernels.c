@@ -25,11 +25,6 @@ void dsq__fp8_decode(const uint8_t *in, float *out, int64_t n, const float dec[2
             out[i] = dec[in[i]] * scale;
 }
 
-static void bf16_widen_c(const uint8_t *in, float *out, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        out[i] = dsq_bf16_to_f32((uint16_t)(in[2 * i] | in[2 * i + 1] << 8));
-}
-
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
@@ -124,24 +119,6 @@ __attribute__((target("avx2"))) void dsq__fp8_decode_simd(const uint8_t *in, flo
         out[i] = round_bf16 ? dsq_bf16_to_f32(dsq_f32_to_bf16(p)) : p;
     }
 }
-__attribute__((target("avx2"))) static void bf16_widen_avx2(const uint8_t *in, float *out,
-                                                            int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(in + 2 * i));
-        const __m256i h = _mm256_cvtepu16_epi32(raw);
-        _mm256_storeu_si256((__m256i *)(void *)(out + i), _mm256_slli_epi32(h, 16));
-    }
-    bf16_widen_c(in + 2 * i, out + i, n - i);
-}
-
-void dsq__bf16_widen(const uint8_t *in, float *out, int64_t n) {
-    if (__builtin_cpu_supports("avx2")) {
-        bf16_widen_avx2(in, out, n);
-        return;
-    }
-    bf16_widen_c(in, out, n);
-}
 #else
 int dsq__fp8_simd_available(void) {
     return 0;
@@ -158,8 +135,5 @@ int dsq__fp8_decode_simd_available(void) {
 void dsq__fp8_decode_simd(const uint8_t *in, float *out, int64_t n, const float dec[256],
                           float scale, int round_bf16) {
     dsq__fp8_decode(in, out, n, dec, scale, round_bf16);
-}
-void dsq__bf16_widen(const uint8_t *in, float *out, int64_t n) {
-    bf16_widen_c(in, out, n);
 }
 #endif

@@ -37,8 +37,4 @@ int dsq__fp8_decode_simd_available(void);
 void dsq__fp8_decode_simd(const uint8_t *in, float *out, int64_t n, const float dec[256],
                           float scale, int round_bf16);
 
-/* BF16 to F32 (exact: the 16 bits moved up), n little-endian values; AVX2
- * when the CPU has it, the same bits either way. */
-void dsq__bf16_widen(const uint8_t *in, float *out, int64_t n);
-
 #endif

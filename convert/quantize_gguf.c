@@ -849,7 +849,7 @@ static void read_row(const ctx *c, const src_ref *s, int64_t r, float *out) {
         case DSQ_DTYPE_BF16: {
             const uint8_t *q = p + (size_t)(r * cols) * 2;
             if (v->dtype == DSQ_DTYPE_BF16)
-                dsq__bf16_widen(q, out, cols);
+                dsq_bf16_row_to_f32(q, out, cols);
             else
                 for (int64_t j = 0; j < cols; j++)
                     out[j] = dsq_f16_to_f32((uint16_t)(q[2 * j] | q[2 * j + 1] << 8));

@@ -34,6 +34,10 @@ static inline uint16_t dsq_f32_to_bf16(float f) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+/* n little-endian BF16 values to F32 (exact: the 16 bits moved up), 8 at a
+ * time with AVX2 when the CPU has it; the same bits either way. */
+void dsq_bf16_row_to_f32(const uint8_t *in, float *out, int64_t n);
+
 float dsq_f16_to_f32(uint16_t h);
 uint16_t dsq_f32_to_f16(float f); /* IEEE RNE, subnormals, overflow to inf */
 

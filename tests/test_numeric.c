@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/dtype.h"
@@ -170,11 +171,33 @@ static void test_dtype_table(void **state) {
     }
 }
 
+/* The BF16 row widening of `dsq quantize` and the forward pass (dsq_bf16_row_to_f32): every one of the 65536 values moved up 16 bits
+ * (the definition of BF16: the top half of an F32), at every tail length. */
+static void test_bf16_widen_all_values(void **state) {
+    (void)state;
+    enum { N = 65536 + 13 };
+    uint8_t *in = malloc(2 * (size_t)N);
+    float *out = malloc(sizeof(float) * (size_t)N);
+    assert_true(in && out);
+    for (int i = 0; i < N; i++) {
+        in[2 * i] = (uint8_t)(i & 0xff);
+        in[2 * i + 1] = (uint8_t)((i >> 8) & 0xff);
+    }
+    for (int n = N - 9; n <= N; n++) {
+        dsq_bf16_row_to_f32(in, out, n);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(dsq_f32_bits(out[i]), (uint32_t)(i & 0xffff) << 16);
+    }
+    free(in);
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_e4m3_all_codes), cmocka_unit_test(test_e5m2_all_codes),
         cmocka_unit_test(test_bf16_rounding),  cmocka_unit_test(test_f16_rounding),
         cmocka_unit_test(test_dtype_table),
+        cmocka_unit_test(test_bf16_widen_all_values),
     };
     return cmocka_run_group_tests_name("numeric", tests, NULL, NULL);
 }

@@ -212,11 +212,12 @@ static dsq_status hf_read_rows(void *impl, const char *name, int64_t row0, int64
     case DSQ_DTYPE_BF16: {
         const uint8_t *p = base + (size_t)row0 * (size_t)cols * 2;
         const size_t n = (size_t)nrows * (size_t)cols;
-        const int bf = v->dtype == DSQ_DTYPE_BF16;
-        for (size_t i = 0; i < n; i++) {
-            const uint16_t h = (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8));
-            dst[i] = bf ? dsq_bf16_to_f32(h) : dsq_f16_to_f32(h);
+        if (v->dtype == DSQ_DTYPE_BF16) {
+            dsq_bf16_row_to_f32(p, dst, (int64_t)n);
+            break;
         }
+        for (size_t i = 0; i < n; i++)
+            dst[i] = dsq_f16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
         break;
     }
     case DSQ_DTYPE_F8_E4M3: {
