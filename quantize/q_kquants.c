@@ -459,6 +459,16 @@ static void k45_requantize(const float *x, const uint8_t *scales, const uint8_t 
     }
 }
 
+/* A Q4_K/Q5_K block's head from its search (h) and its final levels L, the
+ * two types' common part: both blocks begin d, dmin, scales[12]. */
+static void k45_block_head(const k45_head *h, const float *xb, int nmax, uint8_t *d,
+                           uint8_t *dmin, uint8_t *scales, uint8_t *L) {
+    memcpy(scales, h->scales, sizeof h->scales);
+    dsq__put_f16(d, h->d);
+    dsq__put_f16(dmin, h->dmin);
+    k45_requantize(xb, scales, d, dmin, nmax, L);
+}
+
 void dsq__quantize_q4_K(const float *x, void *dst, int64_t n, const float *imatrix) {
     dsq_block_q4_K *y = dst;
     uint8_t L[K45_BATCH * DSQ_QK_K];
@@ -469,12 +479,8 @@ void dsq__quantize_q4_K(const float *x, void *dst, int64_t n, const float *imatr
         k45_scales(x + i * DSQ_QK_K, imatrix ? imatrix + i * DSQ_QK_K : NULL, nsb, 15, L, h);
         for (int b = 0; b < nsb; ++b) {
             dsq_block_q4_K *yb = y + i + b;
-            const float *xb = x + (i + b) * DSQ_QK_K;
             uint8_t *Lb = L + DSQ_QK_K * b;
-            memcpy(yb->scales, h[b].scales, sizeof yb->scales);
-            dsq__put_f16(yb->d, h[b].d);
-            dsq__put_f16(yb->dmin, h[b].dmin);
-            k45_requantize(xb, yb->scales, yb->d, yb->dmin, 15, Lb);
+            k45_block_head(&h[b], x + (i + b) * DSQ_QK_K, 15, yb->d, yb->dmin, yb->scales, Lb);
             if (dsq__q4_pack_avx2(Lb, yb->qs))
                 continue;
             for (int c = 0; c < 4; ++c)
@@ -510,12 +516,8 @@ void dsq__quantize_q5_K(const float *x, void *dst, int64_t n, const float *imatr
         k45_scales(x + i * DSQ_QK_K, imatrix ? imatrix + i * DSQ_QK_K : NULL, nsb, 31, L, h);
         for (int b = 0; b < nsb; ++b) {
             dsq_block_q5_K *yb = y + i + b;
-            const uint8_t *Lb = L + DSQ_QK_K * b;
-            memcpy(yb->scales, h[b].scales, sizeof yb->scales);
-            dsq__put_f16(yb->d, h[b].d);
-            dsq__put_f16(yb->dmin, h[b].dmin);
-            k45_requantize(x + (i + b) * DSQ_QK_K, yb->scales, yb->d, yb->dmin, 31,
-                           L + DSQ_QK_K * b);
+            uint8_t *Lb = L + DSQ_QK_K * b;
+            k45_block_head(&h[b], x + (i + b) * DSQ_QK_K, 31, yb->d, yb->dmin, yb->scales, Lb);
             memset(yb->qh, 0, sizeof yb->qh);
             for (int c = 0; c < 4; ++c) {
                 for (int l = 0; l < 32; ++l) {
