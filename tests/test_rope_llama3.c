@@ -220,11 +220,68 @@ static int teardown(void **state) {
     return tu_group_dir_teardown(state);
 }
 
+/* A llama3 rope_scaling llama.cpp's converter could not turn into factors is refused by
+ * dsq quantize: exit 3 (bad input), one line saying what is wrong, no GGUF left behind.
+ * The rules are the converter's and transformers' (_compute_llama3_parameters divides by
+ * high - low and by the factor, and pairs head dimensions). */
+static void test_bad_llama3_config(void **state) {
+    (void)state;
+    static const struct {
+        const char *rope_scaling, *want;
+    } cases[] = {
+        {"{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":4,"
+         "\"high_freq_factor\":4}",
+         "low_freq_factor < high_freq_factor"},
+        {"{\"rope_type\":\"llama3\",\"factor\":0,\"low_freq_factor\":1,"
+         "\"high_freq_factor\":4}",
+         "factor > 0"},
+        {"{\"rope_type\":\"llama3\",\"factor\":\"eight\"}", "rope_scaling.factor is not a number"},
+    };
+    const char *src = llama3_model();
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char name[32], cmd[4096];
+        snprintf(name, sizeof name, "bad-l3-%zu", k);
+        char *dir = tu_group_path(name), *out = tu_join(dir, "out.gguf");
+        char *err_path = tu_join(dir, "stderr.txt");
+        snprintf(cmd, sizeof cmd,
+                 "mkdir -p '%s' && ln -sf \"$(cd '%s' && pwd)\"/model.safetensors '%s/' && "
+                 "cp '%s/tokenizer.json' '%s/tokenizer_config.json' '%s/'",
+                 dir, src, dir, src, src, dir);
+        assert_int_equal(tu_system(cmd), 0);
+        /* the llama3 model's config.json with only rope_scaling changed */
+        char *in = tu_join(src, "config.json"), *cfg_path = tu_join(dir, "config.json");
+        json_error_t je;
+        json_t *cfg = json_load_file(in, 0, &je), *rs = json_loads(cases[k].rope_scaling, 0, &je);
+        assert_non_null(cfg);
+        assert_non_null(rs);
+        assert_int_equal(json_object_set_new(cfg, "rope_scaling", rs), 0);
+        assert_int_equal(json_dump_file(cfg, cfg_path, 0), 0);
+        json_decref(cfg);
+        free(in);
+        free(cfg_path);
+        snprintf(cmd, sizeof cmd, "'%s' quantize '%s' '%s' --type Q8_0 -q 2>'%s'", tu_dsq_bin(),
+                 dir, out, err_path);
+        assert_int_equal(tu_system(cmd), 3);
+        size_t n = 0;
+        char *msg = (char *)tu_read_file(err_path, &n);
+        msg = realloc(msg, n + 1);
+        msg[n] = '\0';
+        if (strstr(msg, cases[k].want) == NULL)
+            fail_msg("case %zu: expected '%s' in: %s", k, cases[k].want, msg);
+        assert_false(tu_file_exists(out));
+        free(msg);
+        free(err_path);
+        free(out);
+        free(dir);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rope_freqs_values),
         cmocka_unit_test(test_rope_freqs_never_quantized),
         cmocka_unit_test(test_gguf_ppl_equals_hf),
+        cmocka_unit_test(test_bad_llama3_config),
     };
     return cmocka_run_group_tests(tests, tu_group_dir_setup, teardown);
 }

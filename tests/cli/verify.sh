@@ -64,6 +64,8 @@ cmp -s "$tmp/out" "$tmp/pass.out" || fail "--stream-layers output differs: $(cat
 expect_rc 0 "verify q4 streamed in passes" "$dsq" verify --ref "$tm/tiny-llama" \
     --model "$tmp/q4.gguf" --text "$tm/eval.txt" $W $TH --stream-windows 3
 cmp -s "$tmp/out" "$tmp/pass.out" || fail "--stream-windows output differs: $(cat "$tmp/out")"
+expect_rc 2 "verify --stream-windows 0" "$dsq" verify --ref "$tm/tiny-llama" \
+    --model "$tmp/q4.gguf" --text "$tm/eval.txt" --stream-windows 0
 
 # --ref-topk 64: 16 + 8·64 bytes a position, and the report says top-64
 expect_rc 0 "verify ref-topk" "$dsq" verify --ref "$tm/tiny-llama" --model "$tmp/q4.gguf" \
