@@ -15,7 +15,7 @@ MOREFLAGS ?=
 OPT       ?= -O2
 CONFIG    := build/config.mk
 
-MODULES  := core formats quantize tokenizer verify calib convert
+MODULES  := core formats quantize tokenizer model weights gguf_export stream verify calib convert
 LIB_SRC  := $(sort $(wildcard $(addsuffix /*.c,$(MODULES))))
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))

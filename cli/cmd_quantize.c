@@ -6,7 +6,7 @@
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "convert/quantize_gguf.h"
-#include "convert/qz_rules.h"
+#include "gguf_export/gguf_rules.h"
 
 static const char usage_text[] =
     "usage: dsq quantize IN OUT.gguf --type T [options]\n"

@@ -28,8 +28,8 @@
 #include <omp.h>
 #endif
 
-#include "convert/fp8_kernels.h"
-#include "convert/hf_config.h"
+#include "quantize/fp8.h"
+#include "model/json_edit.h"
 #include "core/checked.h"
 #include "core/file.h"
 #include "core/numeric.h"

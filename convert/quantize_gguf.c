@@ -25,12 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "convert/fp8_kernels.h"
-#include "convert/hf_config.h"
-#include "convert/imatrix.h"
-#include "convert/qz_arch.h"
-#include "convert/qz_rules.h"
-#include "convert/qz_vocab.h"
+#include "quantize/fp8.h"
+#include "model/json_edit.h"
+#include "gguf_export/imatrix.h"
+#include "gguf_export/gguf_arch.h"
+#include "gguf_export/gguf_rules.h"
+#include "gguf_export/gguf_vocab.h"
 #include "core/awrite.h"
 #include "core/checked.h"
 #include "core/file.h"

@@ -9,7 +9,7 @@
  * ones are dequantized as ggml does, which llama-quantize refuses unless
  * --allow-requantize; a tensor whose type does not change is copied byte for byte).
  *
- * --imatrix (convert/imatrix.h) gives each quantized tensor the importance weights of its
+ * --imatrix (gguf_export/imatrix.h) gives each quantized tensor the importance weights of its
  * GGUF name (per expert slice for 3-D tensors) and records quantize.imatrix.* provenance
  * keys, exactly as llama-quantize. --split-max-size writes llama.cpp's split convention
  * (gguf-split): OUT-0000k-of-0000n.gguf, tensors distributed in order so that no split
@@ -19,15 +19,15 @@
  *
  * DeepSeek's multi-token-prediction layers (model.layers.N.* for N >= num_hidden_layers) are
  * left out, as the converter does, unless keep_mtp: then they become blocks
- * num_hidden_layers.. with their usual tensors plus blk.N.nextn.* (convert/qz_arch.c),
+ * num_hidden_layers.. with their usual tensors plus blk.N.nextn.* (gguf_export/gguf_arch.c),
  * block_count counts them and {arch}.nextn_predict_layers says how many trail. Asking for
  * them when the model has none (num_nextn_predict_layers 0, or llama) changes nothing and
  * is said as a warning; asking when config.json has some but the checkpoint lacks the first
  * of them is DSQ_NOT_FOUND.
  *
  * The output is the GGUF llama.cpp's convert_hf_to_gguf.py + llama-quantize would make:
- * the same tensor names, shapes, metadata (convert/qz_arch.h, qz_vocab.h), the same type
- * for every tensor (convert/qz_rules.h) and, for every quantized block, the same bytes
+ * the same tensor names, shapes, metadata (gguf_export/gguf_arch.h, gguf_vocab.h), the same type
+ * for every tensor (gguf_export/gguf_rules.h) and, for every quantized block, the same bytes
  * (quantize/quant.h). Tensors are written in llama-quantize's order.
  *
  * Streaming: one output tensor at a time (a 3-D tensor one expert / head slice at a time)

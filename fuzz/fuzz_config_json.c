@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "convert/hf_config.h"
+#include "model/json_edit.h"
 
 int dsq_fuzz_config_json(const uint8_t *data, size_t size);
 

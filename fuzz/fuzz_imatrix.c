@@ -1,4 +1,4 @@
-/* fuzz/fuzz_imatrix.c: the importance-matrix reader (convert/imatrix.c, both the
+/* fuzz/fuzz_imatrix.c: the importance-matrix reader (gguf_export/imatrix.c, both the
  * GGUF form and llama.cpp's legacy imatrix.dat) on arbitrary bytes. On success
  * every entry must have a name, a positive length and finite values: that is
  * what the quantizers downstream rely on. See fuzz_safetensors.c for the two
@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "convert/imatrix.h"
+#include "gguf_export/imatrix.h"
 
 int dsq_fuzz_imatrix(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
 /* fuzz/fuzz_qz_vocab.c: the GGUF tokenizer metadata `dsq quantize` builds from a checkpoint's
- * tokenizer.json and tokenizer_config.json (convert/qz_vocab.c: the gpt2 vocabulary and the
+ * tokenizer.json and tokenizer_config.json (gguf_export/gguf_vocab.c: the gpt2 vocabulary and the
  * Llama-2 style LlamaHfVocab one), on arbitrary files.
  *
  * The input is byte 0 (even: a llama, odd: a deepseek2; the low bits of byte 1 pick n_vocab
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "convert/qz_vocab.h"
+#include "gguf_export/gguf_vocab.h"
 #include "formats/gguf.h"
 
 int dsq_fuzz_qz_vocab(const uint8_t *data, size_t size);

@@ -50,12 +50,12 @@ mkdir -p "$out/obj" "$out/work" "$out/artifacts" || exit 2
 # ---- the library, once for every harness (rebuilt when a .c or any .h changed)
 objs=""
 lib_failed=0
-for src in $(ls core/*.c formats/*.c quantize/*.c tokenizer/*.c verify/*.c calib/*.c \
+for src in $(ls core/*.c formats/*.c quantize/*.c tokenizer/*.c model/*.c weights/*.c gguf_export/*.c stream/*.c verify/*.c calib/*.c \
              convert/*.c 2>/dev/null); do
     obj="$out/obj/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')"
     objs="$objs $obj"
     if [ -f "$obj" ] && [ ! "$src" -nt "$obj" ] &&
-        [ -z "$(find core formats quantize tokenizer verify calib convert -name '*.h' \
+        [ -z "$(find core formats quantize tokenizer model weights gguf_export stream verify calib convert -name '*.h' \
                 -newer "$obj" 2>/dev/null | head -n 1)" ]; then
         continue
     fi

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "convert/fp8_bf16.h"
-#include "convert/fp8_kernels.h"
+#include "quantize/fp8.h"
 #include "core/numeric.h"
 #include "core/file.h"
 #include "formats/st_checkpoint.h"

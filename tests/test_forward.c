@@ -34,10 +34,10 @@
 #include "verify/forward.h"
 #include "verify/gemm.h"
 #include "verify/model.h"
-#include "verify/model_config.h"
+#include "model/model_config.h"
 #include "verify/ops.h"
 #include "verify/ppl.h"
-#include "verify/weights.h"
+#include "weights/source.h"
 #include "core/file.h"
 
 

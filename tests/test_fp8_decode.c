@@ -1,4 +1,4 @@
-/* tests/test_fp8_decode.c: FP8 x block scale -> F32 (convert/fp8_kernels.h),
+/* tests/test_fp8_decode.c: FP8 x block scale -> F32 (quantize/fp8.h),
  * the row decode of `dsq quantize`.
  *
  * Expected values: every E4M3 / E5M2 code decoded here from its bit layout
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "convert/fp8_kernels.h"
+#include "quantize/fp8.h"
 #include "core/numeric.h"
 
 /* (-1)^s * (implicit + m) * 2^(e - bias - mbits); *nan for the NaN codes,

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "convert/hf_config.h"
+#include "model/json_edit.h"
 #include "core/file.h"
 #include "formats/safetensors.h"
 #include "formats/st_checkpoint.h"

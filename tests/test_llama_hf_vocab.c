@@ -1,5 +1,5 @@
 /* tests/test_llama_hf_vocab.c: `dsq quantize` of a llama whose only tokenizer is a Llama-2
- * style tokenizer.json (convert/qz_vocab.h, the converter's LlamaHfVocab case).
+ * style tokenizer.json (gguf_export/gguf_vocab.h, the converter's LlamaHfVocab case).
  *
  * Where the expected values come from:
  *  - the rules, from llama.cpp's Feb-2025 snapshot (gguf-py/gguf/vocab.py LlamaHfVocab,

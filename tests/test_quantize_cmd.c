@@ -1,4 +1,4 @@
-/* tests/test_quantize_cmd.c: `dsq quantize` (convert/quantize_gguf.h, qz_rules.h, qz_arch.h).
+/* tests/test_quantize_cmd.c: `dsq quantize` (convert/quantize_gguf.h, gguf_rules.h, gguf_arch.h).
  *
  * Where the expected values come from:
  *  - Tensor names and ne[]: llama.cpp's loader, src/llama-model.cpp of the Feb-2025 snapshot
@@ -42,8 +42,8 @@
 #include <string.h>
 
 #include "convert/quantize_gguf.h"
-#include "convert/qz_arch.h"
-#include "convert/qz_rules.h"
+#include "gguf_export/gguf_arch.h"
+#include "gguf_export/gguf_rules.h"
 #include "core/numeric.h"
 #include "formats/gguf.h"
 #include "formats/st_checkpoint.h"

@@ -1,5 +1,5 @@
 /* tests/test_quantize_gguf.c: the GGUF side of `dsq quantize` and `dsq inspect`:
- * GGUF input, --imatrix (convert/imatrix.h, both file forms), --split-max-size, and
+ * GGUF input, --imatrix (gguf_export/imatrix.h, both file forms), --split-max-size, and
  * `dsq inspect FILE.gguf`.
  *
  * Where the expected values come from:
@@ -37,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "convert/imatrix.h"
+#include "gguf_export/imatrix.h"
 #include "convert/quantize_gguf.h"
 #include "core/file.h"
 #include "formats/gguf.h"

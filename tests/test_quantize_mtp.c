@@ -1,4 +1,4 @@
-/* tests/test_quantize_mtp.c: `dsq quantize --keep-mtp` (convert/quantize_gguf.h, qz_arch.c).
+/* tests/test_quantize_mtp.c: `dsq quantize --keep-mtp` (convert/quantize_gguf.h, gguf_arch.c).
  *
  * The tiny DeepSeek models have no multi-token-prediction layer (num_nextn_predict_layers
  * 0), so each test's model is built here: the tiny model with num_nextn_predict_layers 1

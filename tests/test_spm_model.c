@@ -1,5 +1,5 @@
 /* tests/test_spm_model.c: SentencePiece tokenizer.model (tokenizer/tok_spm_model.h) and the
- * GGUF "llama" vocabulary `dsq quantize` writes from it (convert/qz_vocab.h).
+ * GGUF "llama" vocabulary `dsq quantize` writes from it (gguf_export/gguf_vocab.h).
  *
  * Where the expected values come from:
  *  - the model is hand-encoded below in protobuf wire format, every field commented with its

@@ -1,5 +1,5 @@
 /* tests/test_verify_gguf.c: the GGUF weight source of the forward pass
- * (verify/weights_gguf.c), on GGUFs `dsq quantize` makes of the team's tiny
+ * (weights/source_gguf.c), on GGUFs `dsq quantize` makes of the team's tiny
  * models in a temp dir:
  *   - every tensor read through the HF name equals the safetensors tensor:
  *     exactly, except llama's attn_q/attn_k, whose rows are the converter's
@@ -29,7 +29,7 @@
 #include "tests/testutil.h"
 #include "verify/model.h"
 #include "verify/ppl.h"
-#include "verify/weights.h"
+#include "weights/source.h"
 
 
 

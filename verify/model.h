@@ -1,5 +1,5 @@
 /* verify/model.h: a model ready for the reference forward pass: its config and
- * its weights as F32, read through a weight source (verify/weights.h).
+ * its weights as F32, read through a weight source (weights/source.h).
  *
  * Weights are held per layer, so a layer can be loaded, used for every
  * window and dropped again (the layer-streamed mode): dsq_model_open with
@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "verify/model_config.h"
-#include "verify/weights.h"
+#include "model/model_config.h"
+#include "weights/source.h"
 
 typedef struct dsq_model dsq_model;
 
@@ -43,7 +43,7 @@ dsq_status dsq_model_load_layer(dsq_model *m, int64_t l, dsq_err *err);
 void dsq_model_unload_layer(dsq_model *m, int64_t l);
 int dsq_model_layer_loaded(const dsq_model *m, int64_t l);
 
-/* The model's tokenizer, from its source (verify/weights.h); *out owned. */
+/* The model's tokenizer, from its source (weights/source.h); *out owned. */
 dsq_status dsq_model_tokenizer(const dsq_model *m, dsq_tokenizer **out, dsq_err *err);
 
 /* Parameters of the model as the forward pass uses them (no MTP layers). */

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "verify/model_config.h"
+#include "model/model_config.h"
 
 /* y = w ⊙ x / sqrt(mean(x²) + eps) over d values; y may alias x. */
 void dsq_rmsnorm(float *y, const float *x, const float *w, int64_t d, double eps);

@@ -1,4 +1,4 @@
-/* convert/imatrix.h: llama.cpp importance matrix files, for `dsq quantize --imatrix`.
+/* gguf_export/imatrix.h: llama.cpp importance matrix files, for `dsq quantize --imatrix`.
  *
  * Two forms (specs/formats.md §2.12), told apart by the first four bytes:
  *

@@ -1,5 +1,5 @@
-/* convert/qz_vocab.c: tokenizer metadata for GGUF (see qz_vocab.h). */
-#include "convert/qz_vocab.h"
+/* gguf_export/gguf_vocab.c: tokenizer metadata for GGUF (see gguf_vocab.h). */
+#include "gguf_export/gguf_vocab.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -498,7 +498,7 @@ cleanup:
     return st;
 }
 
-/* gguf-py LlamaHfVocab (Feb-2025) as _set_vocab_llama_hf writes it; see qz_vocab.h for the
+/* gguf-py LlamaHfVocab (Feb-2025) as _set_vocab_llama_hf writes it; see gguf_vocab.h for the
  * rules. The converter reads the vocabulary through transformers' AutoTokenizer; dsq reads
  * the same files and refuses the cases where transformers would change the vocabulary while
  * loading it, rather than guess what it would do. */

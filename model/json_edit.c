@@ -1,5 +1,5 @@
-/* convert/hf_config.c: see hf_config.h. */
-#include "convert/hf_config.h"
+/* model/json_edit.c: see json_edit.h. */
+#include "model/json_edit.h"
 
 #include <jansson.h>
 #include <stdint.h>

@@ -1,11 +1,11 @@
-/* convert/qz_rules.c: llama.cpp's per-tensor type rules for its presets (see qz_rules.h).
+/* gguf_export/gguf_rules.c: llama.cpp's per-tensor type rules for its presets (see gguf_rules.h).
  *
  * Only the branches reachable from the presets dsq offers are here (the IQ1/IQ2/IQ3 and
  * TQ presets need quantizers dsq does not have). Every rule keeps llama.cpp's order and
  * its substring tests on the GGUF name, because that is what decides, for instance, that
  * "blk.3.ffn_down_exps.weight" and "blk.3.ffn_down_shexp.weight" follow the ffn_down
  * rule while "blk.3.attn_kv_b.weight" follows none. */
-#include "convert/qz_rules.h"
+#include "gguf_export/gguf_rules.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
-/* verify/weights.c: the weight-source wrapper and the safetensors source. */
-#include "verify/weights.h"
+/* weights/source.c: the weight-source wrapper and the safetensors source. */
+#include "weights/source.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* verify/model_config.c: config.json -> dsq_model_config (jansson). */
-#include "verify/model_config.h"
+/* model/model_config.c: config.json -> dsq_model_config (jansson). */
+#include "model/model_config.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -1,4 +1,4 @@
-/* convert/qz_vocab.h: tokenizer.* GGUF metadata from a Hugging Face tokenizer.
+/* gguf_export/gguf_vocab.h: tokenizer.* GGUF metadata from a Hugging Face tokenizer.
  *
  * Which vocabulary, as convert_hf_to_gguf.py (Feb-2025 snapshot) picks it: for the llama
  * architecture a tokenizer.model (SentencePiece) wins whenever the file exists, even beside

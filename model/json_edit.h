@@ -1,4 +1,4 @@
-/* convert/hf_config.h: editing a Hugging Face config.json without rewriting it.
+/* model/json_edit.h: editing a Hugging Face config.json without rewriting it.
  *
  * A converted checkpoint's config.json must lose `quantization_config` and say
  * `"torch_dtype": "bfloat16"`, and should otherwise be the user's file byte for

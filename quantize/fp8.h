@@ -1,4 +1,4 @@
-/* convert/fp8_kernels.h: FP8 x block scale -> BF16 for one run of a row.
+/* quantize/fp8.h: FP8 x block scale -> BF16 for one run of a row.
  *
  * The arithmetic is DeepSeek's weight_dequant: the FP8 value (exact in F32)
  * times the block's scale, rounded once to F32, then to BF16 with round to

@@ -1,5 +1,5 @@
-/* convert/fp8_kernels.c: see fp8_kernels.h. */
-#include "convert/fp8_kernels.h"
+/* quantize/fp8.c: see fp8.h. */
+#include "quantize/fp8.h"
 
 #include <math.h>
 

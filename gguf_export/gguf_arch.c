@@ -1,4 +1,4 @@
-/* convert/qz_arch.c: the architecture tables (see qz_arch.h).
+/* gguf_export/gguf_arch.c: the architecture tables (see gguf_arch.h).
  *
  * Names and keys are those of llama.cpp's convert_hf_to_gguf.py (Feb 2025: classes Model,
  * LlamaModel, DeepseekV2Model; gguf-py/gguf/constants.py and tensor_mapping.py) and, for
@@ -10,9 +10,9 @@
  * (constants.py "blk.{bid}.nextn.*", tensor_mapping.py model.layers.{bid}.*) and the
  * {arch}.nextn_predict_layers key (GGUFWriter.add_nextn_predict_layers).
  * Tensors the converter forces to F32 (norms, 1-D, the router, biases) are not marked
- * here: qz_rules.h's dsq_qz_is_quantizable decides that from the GGUF name, as
+ * here: gguf_rules.h's dsq_qz_is_quantizable decides that from the GGUF name, as
  * llama-quantize does. */
-#include "convert/qz_arch.h"
+#include "gguf_export/gguf_arch.h"
 
 #include <jansson.h>
 #include <math.h>

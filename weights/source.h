@@ -1,4 +1,4 @@
-/* verify/weights.h: where the forward pass gets its weights from.
+/* weights/source.h: where the forward pass gets its weights from.
  *
  * A weight source answers two questions about a tensor named the Hugging Face
  * way ("model.layers.3.mlp.experts.5.up_proj.weight"): its shape, and the F32
@@ -10,7 +10,7 @@
  * Each storage format is one source behind dsq_wsource_ops; the forward pass
  * never sees the format. Today: a Hugging Face safetensors checkpoint (single
  * or sharded) with F32, F16, BF16 and F8_E4M3 + `<name>_scale_inv` block
- * scales; and a llama.cpp GGUF file (verify/weights_gguf.c: one table maps HF
+ * scales; and a llama.cpp GGUF file (weights/source_gguf.c: one table maps HF
  * names to blk.N.* names, blocks decode with dsq_dequantize_row, the 3-D expert
  * tensors ffn_*_exps slice into experts.E.*, attn_k_b/attn_v_b join back into
  * kv_b_proj). Planned, as further sources with the same ops: GPTQ, AWQ and
@@ -27,7 +27,7 @@
 #include "core/status.h"
 #include "core/tensor.h"
 #include "tokenizer/tokenizer.h"
-#include "verify/model_config.h"
+#include "model/model_config.h"
 
 typedef struct dsq_winfo {
     dsq_dtype dtype;             /* storage type (F8_E4M3 for a block-scaled weight) */
@@ -78,7 +78,7 @@ dsq_status dsq_wsource_open_hf(dsq_wsource **out, const char *dir, const dsq_wso
                                dsq_err *err);
 
 /* A llama.cpp GGUF file (architectures llama and deepseek2), or a split set
- * given by its first file (formats/gguf_split.h), see verify/weights_gguf.c
+ * given by its first file (formats/gguf_split.h), see weights/source_gguf.c
  * for the name mapping. opts may be NULL (unused).
  * @return DSQ_OK; the GGUF and split-set readers' errors; DSQ_FORMAT for missing or
  *         inconsistent metadata; DSQ_UNSUPPORTED for another architecture. */

@@ -1,4 +1,4 @@
-/* verify/weights_gguf.c: a llama.cpp GGUF file as a weight source.
+/* weights/source_gguf.c: a llama.cpp GGUF file as a weight source.
  *
  * The forward pass asks for Hugging Face names; one table (names[] below)
  * maps each to the GGUF tensor llama.cpp's convert_hf_to_gguf.py (and
@@ -31,7 +31,7 @@
 #include "formats/gguf.h"
 #include "formats/gguf_split.h"
 #include "quantize/quant.h"
-#include "verify/weights.h"
+#include "weights/source.h"
 
 typedef enum map_kind { MAP_PLAIN, MAP_EXPERT, MAP_KVB } map_kind;
 

@@ -1,5 +1,5 @@
-/* convert/imatrix.c: reading llama.cpp importance matrices (see imatrix.h). */
-#include "convert/imatrix.h"
+/* gguf_export/imatrix.c: reading llama.cpp importance matrices (see imatrix.h). */
+#include "gguf_export/imatrix.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* convert/qz_rules.h: which GGUF type each tensor gets under a llama.cpp preset.
+/* gguf_export/gguf_rules.h: which GGUF type each tensor gets under a llama.cpp preset.
  *
  * The facts (not the code) are those of llama.cpp's src/llama-quant.cpp (Feb 2025):
  * llama_model_quantize_impl decides whether a tensor is quantized at all, and

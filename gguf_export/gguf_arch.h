@@ -1,6 +1,6 @@
-/* convert/qz_arch.h: Hugging Face architecture -> GGUF architecture, metadata and names.
+/* gguf_export/gguf_arch.h: Hugging Face architecture -> GGUF architecture, metadata and names.
  *
- * One table per architecture (qz_arch.c) says which GGUF tensor comes from which HF
+ * One table per architecture (gguf_arch.c) says which GGUF tensor comes from which HF
  * tensor(s) and how, and which {arch}.* keys come from which config.json member, exactly
  * as llama.cpp's convert_hf_to_gguf.py writes them (specs/formats.md §3). Adding an
  * architecture is adding rows there. */
@@ -60,7 +60,7 @@ static inline int64_t dsq_qz_n_blocks(const dsq_qz_hparams *hp) {
 
 /* A tensor the converter computes from config.json instead of reading it from the
  * checkpoint (LlamaModel.generate_extra_tensors: rope_freqs.weight). Always F32 and 1-D,
- * so no preset quantizes it (qz_rules.h: 1-D tensors stay F32). */
+ * so no preset quantizes it (gguf_rules.h: 1-D tensors stay F32). */
 typedef struct dsq_qz_extra {
     const char *gguf; /* "rope_freqs.weight" */
     float *data;      /* n values, owned (free) */

@@ -1,4 +1,4 @@
-/* verify/model_config.h: the hyper-parameters of the architectures the
+/* model/model_config.h: the hyper-parameters of the architectures the
  * reference forward pass runs, read from a Hugging Face config.json.
  *
  * Two families (specs/formats.md §8):
