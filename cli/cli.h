@@ -31,5 +31,6 @@ int dsq_cmd_inspect(int argc, char **argv);
 int dsq_cmd_quantize(int argc, char **argv);
 int dsq_cmd_ppl(int argc, char **argv);
 int dsq_cmd_verify(int argc, char **argv);
+int dsq_cmd_check(int argc, char **argv);
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/interrupt.h"
 #include "cli/progress.h"
 #include "convert/fp8_bf16.h"
 
@@ -18,7 +19,9 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  --threads N            compute threads (default: all cores)\n"
-    "  --resume               skip shards that dsq-manifest.json shows complete and intact\n"
+    "  --resume               skip shards that dsq-manifest.json shows complete, intact\n"
+    "                         and made from the same source bytes\n"
+    "  --force                write into a non-empty OUT_DIR, replacing same-named files\n"
     "  --dry-run              validate and print what would be written; write nothing\n"
     "  --allow-missing-scale  keep a FP8 weight without a scale in FP8 (the reference\n"
     "                         script's behaviour) instead of failing\n"
@@ -47,6 +50,8 @@ int dsq_cmd_convert(int argc, char **argv) {
             o.threads = (int)n;
         } else if (strcmp(a, "--resume") == 0) {
             o.resume = 1;
+        } else if (strcmp(a, "--force") == 0) {
+            o.force = 1;
         } else if (strcmp(a, "--dry-run") == 0) {
             o.dry_run = 1;
         } else if (strcmp(a, "--allow-missing-scale") == 0) {
@@ -82,10 +87,19 @@ int dsq_cmd_convert(int argc, char **argv) {
     o.progress = dsq_progress_update;
     o.progress_user = &prog;
 
+    /* static: the watcher thread may still look at it while the process exits */
+    static dsq_cli_interrupt intr;
+    if (!o.dry_run && dsq_cli_interrupt_start(&intr, 1) == 0)
+        o.cancel = &intr.cancel;
     dsq_fp8_summary s;
     dsq_err err = {0};
     const dsq_status st = dsq_convert_fp8_bf16(pos[2], pos[3], &o, &s, &err);
     dsq_progress_done(&prog);
+    if (st == DSQ_CANCELLED && dsq_cli_interrupt_exit_code(&intr) != 0) {
+        fprintf(stderr, "dsq convert: interrupted; temporary files removed, %s is not complete\n",
+                pos[3]);
+        return dsq_cli_interrupt_exit_code(&intr);
+    }
     if (st != DSQ_OK)
         return dsq_cli_fail(st, &err);
     const double secs = dsq_now() - prog.t0;

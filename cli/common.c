@@ -18,6 +18,7 @@ int dsq_cli_exit_code(dsq_status st) {
         return DSQ_EXIT_INPUT;
     case DSQ_IO:
         return DSQ_EXIT_IO;
+    case DSQ_CANCELLED: /* the caller knows the signal and exits 128 + it */
     case DSQ_NOMEM:
     case DSQ_STATUS_COUNT:
         break;

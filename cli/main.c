@@ -12,6 +12,7 @@ static const dsq_cli_command commands[] = {
     {"quantize", dsq_cmd_quantize, "make a llama.cpp GGUF (quantized) from a checkpoint"},
     {"ppl", dsq_cmd_ppl, "perplexity of a model on a token file (llama.cpp's method)"},
     {"verify", dsq_cmd_verify, "check a model against a reference: ppl ratio, KLD, top-1"},
+    {"check", dsq_cmd_check, "rehash an output directory against its dsq-manifest.json"},
 };
 
 static void usage(FILE *out) {

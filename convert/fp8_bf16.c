@@ -5,12 +5,16 @@
  *   code, so each 128 x 128 block needs one 256-entry table (256 products)
  *   and then one table lookup per element (32 at a time with AVX-512BW): the
  *   arithmetic is the reference's, the per-element work is a lookup.
- * - Output is produced in chunks of whole rows into a few small fixed buffers
- *   that a writer thread drains (core/wqueue.h), so the conversion of chunk
- *   k+1 overlaps the write(2) of chunk k, and each chunk is still in cache
- *   when it is copied into the page cache.
- * - Input is mapped and the pages behind the cursor are released, so resident
- *   memory does not grow with the shard size. */
+ * - Output is produced in chunks of whole rows into the engine's few small
+ *   buffers that its writer thread drains (stream/stream.h), so the
+ *   conversion of chunk k+1 overlaps the write(2) of chunk k, and each chunk
+ *   is still in cache when it is copied into the page cache.
+ * - Input is read with pread into one buffer allocated once (core/rfile.h
+ *   says why not a mapping dropped behind the cursor): no page table changes
+ *   per chunk, resident memory independent of the shard size. A copied
+ *   tensor is read straight into the output buffer.
+ * - Each tensor's bytes are hashed as they are read, into its shard's parts
+ *   hash: the source identity --resume checks costs no second read. */
 #include "convert/fp8_bf16.h"
 
 #include <dirent.h>
@@ -33,17 +37,14 @@
 #include "core/checked.h"
 #include "core/file.h"
 #include "core/numeric.h"
-#include "core/wqueue.h"
+#include "core/rfile.h"
 #include "formats/st_checkpoint.h"
+#include "stream/sink_st.h"
 
 #define CONFIG_JSON "config.json"
-/* Small buffers, several of them: a chunk handed to the writer thread is
- * still in cache when write(2) copies it into the page cache. With 8 MiB
- * buffers the same conversion moved every byte through DRAM twice more and
- * ran at half the speed of cp (measured: 7.0 s vs 4.0 s at 256 KiB). */
-#define DEFAULT_BUF ((size_t)256 << 10)
-#define N_BUFS 8
 #define MAX_COPY_DEPTH 8
+/* readahead kept this far ahead of a tensor's read cursor (see read_part) */
+#define AHEAD ((uint64_t)4 << 20)
 
 typedef enum action { ACT_COPY, ACT_CONVERT, ACT_KEEP_FP8 } action;
 
@@ -60,8 +61,9 @@ typedef struct shard_plan {
     job *jobs; /* in writer add order */
     size_t n_jobs;
     dsq_st_writer *w;
-    uint64_t src_size, src_header_hash;
-    int skip; /* resumed */
+    uint64_t src_size;
+    dsq_parts_hash parts; /* the source shard: part 0 its header, then its non-empty tensors */
+    size_t *part_of;      /* [tensor index in shard] -> part, or SIZE_MAX for an empty tensor */
 } shard_plan;
 
 typedef struct ctx {
@@ -76,16 +78,18 @@ typedef struct ctx {
     size_t config_out_len;
     shard_plan *plans;
     size_t n_plans;
-    json_t *manifest;     /* {"shards": {...}} being written */
-    json_t *old_manifest; /* read for --resume */
+    dsq_stream *s;
+    dsq_rfile in;  /* the source shard being read */
+    size_t in_shard;
+    char *in_path;
+    uint8_t *inbuf; /* FP8 rows of one chunk */
+    size_t inbuf_cap;
+    XXH64_state_t *part; /* of the source tensor being read */
     float dec_e4m3[256], dec_e5m2[256];
     uint16_t *luts;
     size_t luts_cap; /* entries */
     int nthreads;
     int simd; /* table lookups with AVX-512BW (same bits as the portable loop) */
-    uint64_t done;
-    dsq_wqueue *q;
-    XXH64_state_t *hash; /* of the shard being written, kept by the producer */
     dev_t out_dev; /* the output directory, which may sit inside the input */
     ino_t out_ino;
 } ctx;
@@ -214,18 +218,23 @@ static dsq_status plan_shard(ctx *c, size_t si, shard_plan *sp, dsq_err *err) {
     DSQ_TRY(dsq_st_writer_layout(sp->w, err));
     c->sum->bytes_planned += dsq_st_writer_file_size(sp->w);
     sp->src_size = dsq_st_file_size(sh);
-    /* The header identifies the source shard well enough to refuse resuming
-     * from a different checkpoint, without reading its data. */
+    /* the parts of the source identity: the header, then each tensor's bytes */
     {
-        dsq_map m = {0};
-        char *p = dsq_path_join(dsq_ckpt_dir(c->ck), sp->name);
-        DSQ_CHECK(p != NULL, DSQ_NOMEM, err, "out of memory");
-        st = dsq_map_open(&m, p, err);
-        free(p);
+        uint64_t *ends = malloc((n + 1) * sizeof *ends);
+        sp->part_of = malloc((n ? n : 1) * sizeof *sp->part_of);
+        DSQ_CHECK(ends != NULL && sp->part_of != NULL, DSQ_NOMEM, err, "out of memory");
+        size_t np = 0;
+        ends[np++] = 8 + dsq_st_header_len(sh);
+        for (size_t i = 0; i < n; i++) {
+            const dsq_tensor_view *v = dsq_st_tensor(sh, i);
+            sp->part_of[i] = v->nbytes > 0 ? np : SIZE_MAX;
+            if (v->nbytes > 0)
+                ends[np++] = dsq_st_tensor_offset(sh, i) + v->nbytes;
+        }
+        st = dsq_parts_init(&sp->parts, np, ends, err);
+        free(ends);
         if (st != DSQ_OK)
             goto cleanup;
-        sp->src_header_hash = XXH64(m.data, (size_t)(8 + dsq_st_header_len(sh)), 0);
-        dsq_map_close(&m);
     }
 cleanup:
     free(base);
@@ -258,86 +267,64 @@ cleanup:
     return st;
 }
 
-/* ---- the manifest: what --resume trusts ---- */
-
 static char *hex64(uint64_t v, char buf[17]) {
     snprintf(buf, 17, "%016" PRIx64, v);
     return buf;
 }
 
-static dsq_status write_manifest(ctx *c, int complete, dsq_err *err) {
-    dsq_status st = DSQ_OK;
-    json_object_set_new(c->manifest, "complete", json_boolean(complete));
-    char *text = json_dumps(c->manifest, JSON_INDENT(2) | JSON_SORT_KEYS);
-    DSQ_CHECK(text != NULL, DSQ_NOMEM, err, "out of memory");
-    DSQ_TRY(dsq_write_file(c->out_dir, DSQ_MANIFEST_NAME, text, strlen(text), err));
-cleanup:
-    free(text);
+/* ---- reading: pread, hashed into the source identity as it is read ---- */
+
+static dsq_status use_shard(ctx *c, size_t shard, dsq_err *err) {
+    if (c->in.fd >= 0 && c->in_shard == shard)
+        return DSQ_OK;
+    dsq_rfile_close(&c->in);
+    free(c->in_path);
+    c->in_path = dsq_path_join(dsq_ckpt_dir(c->ck), dsq_ckpt_shard_name(c->ck, shard));
+    if (c->in_path == NULL)
+        return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+    c->in_shard = shard;
+    const dsq_status st = dsq_rfile_open(&c->in, c->in_path, err);
+    if (st == DSQ_OK && c->in.size != c->plans[shard].src_size)
+        return dsq_err_set(err, DSQ_FORMAT, "%s: changed size while being converted",
+                           c->in_path);
     return st;
 }
 
-static int resume_ok(ctx *c, const shard_plan *sp) {
-    char h[17];
-    const json_t *e = json_object_get(json_object_get(c->old_manifest, "shards"), sp->name);
-    const json_t *sz = json_object_get(e, "size"), *xh = json_object_get(e, "xxh64");
-    const json_t *ssz = json_object_get(e, "source_size"),
-                 *sxh = json_object_get(e, "source_header_xxh64");
-    if (!json_is_integer(sz) || !json_is_string(xh) || !json_is_integer(ssz) ||
-        !json_is_string(sxh))
-        return 0;
-    if ((uint64_t)json_integer_value(ssz) != sp->src_size ||
-        strcmp(json_string_value(sxh), hex64(sp->src_header_hash, h)) != 0 ||
-        (uint64_t)json_integer_value(sz) != dsq_st_writer_file_size(sp->w))
-        return 0;
-    char *path = dsq_path_join(c->out_dir, sp->name);
-    uint64_t hash = 0, size = 0;
-    dsq_err e2 = {0};
-    const int ok = path != NULL && dsq_file_xxh64(path, &hash, &size, &e2) == DSQ_OK &&
-                   size == dsq_st_writer_file_size(sp->w) &&
-                   strcmp(json_string_value(xh), hex64(hash, h)) == 0;
-    free(path);
-    return ok;
+/* Reads the next n bytes of source tensor j (at byte off of its data) into
+ * buf and into its part hash. The kernel's readahead cannot see that this
+ * reader jumps between tensors (the output order interleaves the source's
+ * dtype groups), so the next AHEAD bytes are asked for explicitly. */
+static dsq_status read_part(ctx *c, const dsq_st *sh, const job *j, void *buf, size_t n,
+                            uint64_t off, dsq_err *err) {
+    const uint64_t base = dsq_st_tensor_offset(sh, j->src_index);
+    if (off == 0) {
+        XXH64_reset(c->part, 0);
+        dsq_rfile_willneed(&c->in, base, AHEAD);
+    } else if ((off + n) / AHEAD != off / AHEAD) {
+        dsq_rfile_willneed(&c->in, base + (off + n) / AHEAD * AHEAD + AHEAD, AHEAD);
+    }
+    const dsq_status st = dsq_rfile_read(&c->in, buf, n, base + off, err);
+    if (st != DSQ_OK)
+        return st;
+    XXH64_update(c->part, buf, n);
+    if (off + n == j->src->nbytes) {
+        shard_plan *sp = &c->plans[c->in_shard];
+        dsq_parts_set(&sp->parts, sp->part_of[j->src_index], XXH64_digest(c->part));
+    }
+    return DSQ_OK;
 }
 
-static dsq_status record_shard(ctx *c, const shard_plan *sp, uint64_t hash, dsq_err *err) {
-    char h[17];
-    json_t *shards = json_object_get(c->manifest, "shards");
-    json_t *e = json_object();
-    if (e == NULL)
-        return dsq_err_set(err, DSQ_NOMEM, "out of memory");
-    json_object_set_new(e, "size", json_integer((json_int_t)dsq_st_writer_file_size(sp->w)));
-    json_object_set_new(e, "xxh64", json_string(hex64(hash, h)));
-    json_object_set_new(e, "source_size", json_integer((json_int_t)sp->src_size));
-    json_object_set_new(e, "source_header_xxh64", json_string(hex64(sp->src_header_hash, h)));
-    json_object_set_new(shards, sp->name, e);
-    return write_manifest(c, 0, err);
-}
-
-/* ---- writing ---- */
-
-static dsq_status sink_writer(void *user, const void *buf, size_t n, dsq_err *err) {
-    return dsq_st_writer_write(user, buf, n, err);
-}
-
-static void progress(ctx *c, uint64_t bytes) {
-    c->done += bytes;
-    if (c->o->progress != NULL)
-        c->o->progress(c->o->progress_user, c->done, c->sum->bytes_planned);
-}
+/* ---- writing: the engine's driver ---- */
 
 static dsq_status copy_tensor(ctx *c, const dsq_st *sh, const job *j, dsq_err *err) {
     dsq_status st = DSQ_OK;
-    const size_t bs = dsq_wqueue_buf_size(c->q);
-    const uint8_t *src = j->src->data;
+    const size_t bs = dsq_stream_buf_size(c->s);
     for (uint64_t off = 0; off < j->src->nbytes; off += bs) {
         const size_t n = (size_t)(j->src->nbytes - off < bs ? j->src->nbytes - off : bs);
         void *buf;
-        DSQ_TRY(dsq_wqueue_get(c->q, &buf, err));
-        memcpy(buf, src + off, n);
-        XXH64_update(c->hash, buf, n);
-        DSQ_TRY(dsq_wqueue_submit(c->q, buf, n, err));
-        dsq_st_release_range(sh, j->src_index, off, n);
-        progress(c, n);
+        DSQ_TRY(dsq_stream_buf(c->s, &buf, err));
+        DSQ_TRY(read_part(c, sh, j, buf, n, off, err));
+        DSQ_TRY(dsq_stream_put(c->s, buf, n, err));
     }
 cleanup:
     return st;
@@ -348,10 +335,9 @@ static dsq_status convert_tensor(ctx *c, const dsq_st *sh, const job *j, dsq_err
     const int64_t M = j->src->shape[0], N = j->src->shape[1];
     const int64_t Bm = c->block_rows, Bn = c->block_cols;
     const int64_t ncb = (N + Bn - 1) / Bn;
-    const size_t bs = dsq_wqueue_buf_size(c->q);
+    const size_t bs = dsq_stream_buf_size(c->s);
     const float *dec = j->src->dtype == DSQ_DTYPE_F8_E4M3 ? c->dec_e4m3 : c->dec_e5m2;
-    const uint8_t *src = j->src->data;
-    const uint8_t *scale = j->scale->data;
+    const uint8_t *scale = j->scale->data; /* small, read at random: mapped */
     if (M == 0 || N == 0)
         return DSQ_OK;
     const int64_t rows_per_chunk = (int64_t)(bs / (size_t)(2 * N));
@@ -363,7 +349,14 @@ static dsq_status convert_tensor(ctx *c, const dsq_st *sh, const job *j, dsq_err
         c->luts_cap = c->luts ? need : 0;
         DSQ_CHECK(c->luts != NULL, DSQ_NOMEM, err, "out of memory for conversion tables");
     }
+    if ((size_t)(rows_per_chunk * N) > c->inbuf_cap) {
+        free(c->inbuf);
+        c->inbuf_cap = (size_t)(rows_per_chunk * N);
+        c->inbuf = malloc(c->inbuf_cap);
+        DSQ_CHECK(c->inbuf != NULL, DSQ_NOMEM, err, "out of memory for the read buffer");
+    }
     uint16_t *luts = c->luts;
+    const uint8_t *src = c->inbuf;
     const int nth = c->nthreads;
     (void)nth; /* only read by the OpenMP pragmas */
     const int simd = c->simd;
@@ -372,7 +365,8 @@ static dsq_status convert_tensor(ctx *c, const dsq_st *sh, const job *j, dsq_err
         const int64_t rb0 = r0 / Bm, rb1 = (r1 - 1) / Bm;
         const int64_t n_tables = (rb1 - rb0 + 1) * ncb;
         void *buf;
-        DSQ_TRY(dsq_wqueue_get(c->q, &buf, err));
+        DSQ_TRY(read_part(c, sh, j, c->inbuf, (size_t)((r1 - r0) * N), (uint64_t)(r0 * N), err));
+        DSQ_TRY(dsq_stream_buf(c->s, &buf, err));
         uint16_t *out = buf;
         /* one table per block: bf16(f32(code) * scale), the reference's arithmetic */
 #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1 && n_tables > 16)
@@ -382,7 +376,7 @@ static dsq_status convert_tensor(ctx *c, const dsq_st *sh, const job *j, dsq_err
         }
 #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1 && (r1 - r0) * N > 65536)
         for (int64_t r = r0; r < r1; r++) {
-            const uint8_t *in = src + r * N;
+            const uint8_t *in = src + (r - r0) * N;
             uint16_t *o = out + (r - r0) * N;
             const int64_t rb = r / Bm;
             for (int64_t cb = 0; cb < ncb; cb++) {
@@ -394,53 +388,107 @@ static dsq_status convert_tensor(ctx *c, const dsq_st *sh, const job *j, dsq_err
                     dsq__fp8_apply_lut(in + c0, o + c0, len, lut);
             }
         }
-        const size_t nbytes = (size_t)((r1 - r0) * N * 2);
-        XXH64_update(c->hash, buf, nbytes);
-        DSQ_TRY(dsq_wqueue_submit(c->q, buf, nbytes, err));
-        dsq_st_release_range(sh, j->src_index, (uint64_t)(r0 * N), (uint64_t)((r1 - r0) * N));
-        progress(c, nbytes);
+        DSQ_TRY(dsq_stream_put(c->s, buf, (size_t)((r1 - r0) * N * 2), err));
     }
 cleanup:
     return st;
 }
 
-static dsq_status write_shard(ctx *c, shard_plan *sp, dsq_err *err) {
+static dsq_status produce(void *user, dsq_stream *s, size_t f, size_t id, uint64_t bytes,
+                          dsq_err *err) {
+    ctx *c = user;
+    (void)s;
+    (void)bytes; /* the engine checks the count against the layout */
+    const shard_plan *sp = &c->plans[f];
+    const job *j = &sp->jobs[id];
+    const dsq_status st = use_shard(c, sp->shard, err);
+    if (st != DSQ_OK)
+        return st;
+    const dsq_st *sh = dsq_ckpt_shard(c->ck, sp->shard);
+    return j->act == ACT_CONVERT ? convert_tensor(c, sh, j, err) : copy_tensor(c, sh, j, err);
+}
+
+/* ---- the source identity of an output shard ---- */
+
+/* Parts never read for output (the header, dropped scales) are hashed from
+ * the mapping: they are small. */
+static dsq_status fill_unread_parts(ctx *c, shard_plan *sp, dsq_err *err) {
     dsq_status st = DSQ_OK;
     const dsq_st *sh = dsq_ckpt_shard(c->ck, sp->shard);
-    uint64_t hash = 0;
-    DSQ_TRY(dsq_st_writer_open(sp->w, c->out_dir, sp->name, err));
-    /* The writer thread only writes; hashing (xxHash64 for the manifest) is
-     * done here, on the chunk just produced, while it is still in cache. */
-    {
-        const uint8_t *prefix;
-        const char *header;
-        size_t prefix_len, header_len;
-        dsq_st_writer_hash_externally(sp->w, &prefix, &prefix_len, &header, &header_len);
-        XXH64_reset(c->hash, 0);
-        XXH64_update(c->hash, prefix, prefix_len);
-        XXH64_update(c->hash, header, header_len);
+    void *hdr = NULL;
+    if (!sp->parts.have[0]) {
+        const size_t n = (size_t)(8 + dsq_st_header_len(sh));
+        DSQ_TRY(use_shard(c, sp->shard, err));
+        hdr = malloc(n);
+        DSQ_CHECK(hdr != NULL, DSQ_NOMEM, err, "out of memory");
+        DSQ_TRY(dsq_rfile_read(&c->in, hdr, n, 0, err));
+        dsq_parts_set(&sp->parts, 0, XXH64(hdr, n, 0));
     }
-    dsq_wqueue_set_sink(c->q, sink_writer, sp->w);
-    const size_t n = dsq_st_writer_count(sp->w);
-    for (size_t k = 0; k < n; k++) {
-        const job *j = &sp->jobs[dsq_st_writer_order(sp->w, k)];
-        if (j->act == ACT_CONVERT)
-            DSQ_TRY(convert_tensor(c, sh, j, err));
-        else
-            DSQ_TRY(copy_tensor(c, sh, j, err));
+    for (size_t i = 0; i < dsq_st_count(sh); i++) {
+        const dsq_tensor_view *v = dsq_st_tensor(sh, i);
+        const size_t part = sp->part_of[i];
+        if (part != SIZE_MAX && !sp->parts.have[part])
+            dsq_parts_set(&sp->parts, part, XXH64(v->data, (size_t)v->nbytes, 0));
     }
-    DSQ_TRY(dsq_wqueue_drain(c->q, err));
-    DSQ_TRY(dsq_st_writer_finish(sp->w, NULL, err));
-    hash = XXH64_digest(c->hash);
-    c->sum->shards_written++;
-    c->sum->bytes_written += dsq_st_writer_file_size(sp->w);
-    DSQ_TRY(record_shard(c, sp, hash, err));
 cleanup:
-    if (st != DSQ_OK) {
-        /* the writer thread may still hold buffers of this shard */
-        dsq_err ignore = {0};
-        dsq_wqueue_drain(c->q, &ignore);
+    free(hdr);
+    return st;
+}
+
+/* {"file", "size", "parts_xxh64", "scales": {"NAME": "xxh64", ...}}: the
+ * source shard, and the scales this shard used from other shards. */
+static dsq_status make_source_id(ctx *c, const shard_plan *sp, json_t **out, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    char h[17];
+    uint64_t d = 0;
+    json_t *id = NULL, *scales = json_object();
+    *out = NULL;
+    DSQ_CHECK(scales != NULL, DSQ_NOMEM, err, "out of memory");
+    DSQ_TRY(dsq_parts_digest(&sp->parts, &d, err));
+    for (size_t k = 0; k < sp->n_jobs; k++) {
+        const job *j = &sp->jobs[k];
+        size_t shard = 0;
+        if (j->scale == NULL || dsq_ckpt_find(c->ck, j->scale->name, &shard, NULL) == NULL ||
+            shard == sp->shard)
+            continue;
+        json_object_set_new(scales, j->scale->name,
+                            json_string(hex64(XXH64(j->scale->data, (size_t)j->scale->nbytes, 0), h)));
     }
+    id = json_pack("{s:s, s:I, s:s, s:O}", "file", sp->name, "size", (json_int_t)sp->src_size,
+                   "parts_xxh64", hex64(d, h), "scales", scales);
+    DSQ_CHECK(id != NULL, DSQ_NOMEM, err, "out of memory");
+    *out = id;
+cleanup:
+    json_decref(scales);
+    return st;
+}
+
+static dsq_status source_id(void *user, size_t f, json_t **out, dsq_err *err) {
+    ctx *c = user;
+    const dsq_status st = fill_unread_parts(c, &c->plans[f], err);
+    return st != DSQ_OK ? st : make_source_id(c, &c->plans[f], out, err);
+}
+
+/* --resume: the whole source shard is read again, front to back */
+static dsq_status source_id_now(void *user, size_t f, json_t **out, dsq_err *err) {
+    ctx *c = user;
+    shard_plan *sp = &c->plans[f];
+    char *p = dsq_path_join(dsq_ckpt_dir(c->ck), sp->name);
+    void *buf = malloc((size_t)1 << 20);
+    dsq_err e2 = {0};
+    dsq_status st = p != NULL && buf != NULL ? DSQ_OK : dsq_err_set(err, DSQ_NOMEM, "out of memory");
+    if (st == DSQ_OK)
+        st = dsq_parts_hash_file(&sp->parts, p, buf, (size_t)1 << 20, &e2);
+    if (st == DSQ_MISMATCH) { /* another size: another source, which is no error */
+        *out = json_null();
+        st = DSQ_OK;
+    } else if (st != DSQ_OK) {
+        dsq_err_set(err, st, "%s", e2.text);
+    } else {
+        st = make_source_id(c, sp, out, err);
+    }
+    free(p);
+    free(buf);
     return st;
 }
 
@@ -473,7 +521,7 @@ static dsq_status write_index(ctx *c, dsq_err *err) {
         text[len] = '\n';
         text[len + 1] = '\0';
     }
-    DSQ_TRY(dsq_write_file(c->out_dir, DSQ_INDEX_JSON, text, len + 1, err));
+    DSQ_TRY(dsq_stream_write_file(c->s, DSQ_INDEX_JSON, text, len + 1, err));
 cleanup:
     free(text);
     json_decref(meta);
@@ -492,34 +540,16 @@ static int is_shard_name(const ctx *c, const char *name) {
     return 0;
 }
 
-/* Removes the temporaries (.NAME.dsqtmp.XXXXXX) an earlier killed run left in
- * dir: they are never complete and never read. */
-static dsq_status sweep_temporaries(const char *dir, dsq_err *err) {
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return dsq_err_set(err, DSQ_IO, "%s: %s", dir, strerror(errno));
-    const struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' && strstr(de->d_name, ".dsqtmp.") != NULL) {
-            char *p = dsq_path_join(dir, de->d_name);
-            if (p != NULL)
-                unlink(p);
-            free(p);
-        }
-    }
-    closedir(d);
-    return DSQ_OK;
-}
-
 /* Copies every regular file of src_dir into dst_dir, recursing into
  * subdirectories; `top` marks the checkpoint directory itself, where the
  * shards, the index, config.json and dsq's manifest are handled elsewhere.
  * Hidden entries (.git, .cache, .gitattributes) are not part of a model. */
-static dsq_status copy_other_files(ctx *c, const char *src_dir, const char *dst_dir, int top,
-                                   int depth, dsq_err *err) {
+static dsq_status copy_other_files(ctx *c, const char *src_dir, const char *dst_dir,
+                                   const char *rel_dir, int depth, dsq_err *err) {
     dsq_status st = DSQ_OK;
     DIR *d = NULL;
-    char *sp = NULL, *dp = NULL;
+    char *sp = NULL, *dp = NULL, *rel = NULL;
+    const int top = rel_dir[0] == '\0';
     DSQ_CHECK(depth <= MAX_COPY_DEPTH, DSQ_RANGE, err, "%s: directories nested too deep", src_dir);
     d = opendir(src_dir);
     DSQ_CHECK(d != NULL, DSQ_IO, err, "%s: %s", src_dir, strerror(errno));
@@ -538,9 +568,11 @@ static dsq_status copy_other_files(ctx *c, const char *src_dir, const char *dst_
             continue;
         free(sp);
         free(dp);
+        free(rel);
         sp = dsq_path_join(src_dir, name);
         dp = dsq_path_join(dst_dir, name);
-        DSQ_CHECK(sp && dp, DSQ_NOMEM, err, "out of memory");
+        rel = top ? strdup(name) : dsq_path_join(rel_dir, name); /* the manifest's name */
+        DSQ_CHECK(sp && dp && rel, DSQ_NOMEM, err, "out of memory");
         struct stat sb;
         if (stat(sp, &sb) != 0) {
             say(c, DSQ_LOG_WARN, "%s: %s; not copied", sp, strerror(errno));
@@ -556,43 +588,26 @@ static dsq_status copy_other_files(ctx *c, const char *src_dir, const char *dst_
                     DSQ_CHECK(unlink(dp) == 0, DSQ_IO, err, "%s: cannot replace symbolic link: %s",
                               dp, strerror(errno));
                 DSQ_TRY(dsq_mkdir(dp, err));
-                DSQ_TRY(sweep_temporaries(dp, err));
+                DSQ_TRY(dsq_sweep_temps(dp, NULL, NULL, err));
             }
-            DSQ_TRY(copy_other_files(c, sp, dp, 0, depth + 1, err));
+            DSQ_TRY(copy_other_files(c, sp, dp, rel, depth + 1, err));
         } else if (S_ISREG(sb.st_mode)) {
             if (top && ends_with(name, ".safetensors"))
                 say(c, DSQ_LOG_WARN, "%s is not in the index: copied as it is", name);
             if (c->o->dry_run)
                 say(c, DSQ_LOG_INFO, "copy %s (%" PRIu64 " bytes)", sp, (uint64_t)sb.st_size);
             else
-                DSQ_TRY(dsq_copy_file(sp, dst_dir, name, err));
+                DSQ_TRY(dsq_stream_copy_file(c->s, sp, rel, err));
             c->sum->files_copied++;
         }
     }
 cleanup:
     free(sp);
     free(dp);
+    free(rel);
     if (d != NULL)
         closedir(d);
     return st;
-}
-
-/* Removes what would make an interrupted run look complete (config.json, the
- * index) and temporaries of earlier killed runs. */
-static dsq_status clear_markers(const ctx *c, dsq_err *err) {
-    static const char *const markers[] = {CONFIG_JSON, DSQ_INDEX_JSON};
-    for (size_t i = 0; i < sizeof markers / sizeof markers[0]; i++) {
-        char *p = dsq_path_join(c->out_dir, markers[i]);
-        if (p == NULL)
-            return dsq_err_set(err, DSQ_NOMEM, "out of memory");
-        if (unlink(p) != 0 && errno != ENOENT) {
-            const dsq_status st = dsq_err_set(err, DSQ_IO, "%s: %s", p, strerror(errno));
-            free(p);
-            return st;
-        }
-        free(p);
-    }
-    return sweep_temporaries(c->out_dir, err);
 }
 
 static dsq_status same_dir(const char *a, const char *b, int *same, dsq_err *err) {
@@ -606,20 +621,83 @@ static dsq_status same_dir(const char *a, const char *b, int *same, dsq_err *err
     return DSQ_OK;
 }
 
-static dsq_status load_old_manifest(ctx *c) {
-    char *p = dsq_path_join(c->out_dir, DSQ_MANIFEST_NAME);
-    char *text = NULL;
-    size_t len = 0;
-    dsq_err e2 = {0};
-    if (p != NULL && dsq_read_small_file(p, (size_t)64 << 20, &text, &len, &e2) == DSQ_OK) {
-        json_error_t jerr;
-        c->old_manifest = json_loadb(text, len, 0, &jerr);
-        if (c->old_manifest == NULL)
-            say(c, DSQ_LOG_WARN, "%s: unreadable (%s); converting every shard", p, jerr.text);
+
+static void print_plan(ctx *c) {
+    for (size_t i = 0; i < c->n_plans; i++) {
+        const shard_plan *sp = &c->plans[i];
+        size_t conv = 0;
+        for (size_t k = 0; k < sp->n_jobs; k++)
+            conv += sp->jobs[k].act == ACT_CONVERT;
+        say(c, DSQ_LOG_INFO,
+            "write %s/%s: %zu tensors (%zu FP8 -> BF16, %zu copied), %" PRIu64 " bytes",
+            c->out_dir, sp->name, sp->n_jobs, conv, sp->n_jobs - conv,
+            dsq_st_writer_file_size(sp->w));
     }
-    free(text);
-    free(p);
-    return DSQ_OK;
+}
+
+/* Validates and plans every shard; *max_cols is the widest converted row. */
+static dsq_status plan_all(ctx *c, int64_t *max_cols, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    DSQ_TRY(read_config(c, err));
+    DSQ_TRY(dsq_ckpt_open(&c->ck, c->in_dir, err));
+    c->n_plans = dsq_ckpt_shard_count(c->ck);
+    c->plans = calloc(c->n_plans ? c->n_plans : 1, sizeof *c->plans);
+    DSQ_CHECK(c->plans != NULL, DSQ_NOMEM, err, "out of memory");
+    c->sum->shards_planned = c->n_plans;
+    *max_cols = 0;
+    for (size_t i = 0; i < c->n_plans; i++) {
+        DSQ_TRY(plan_shard(c, i, &c->plans[i], err));
+        for (size_t k = 0; k < c->plans[i].n_jobs; k++) {
+            const job *j = &c->plans[i].jobs[k];
+            if (j->act == ACT_CONVERT && j->src->shape[1] > *max_cols)
+                *max_cols = j->src->shape[1];
+        }
+    }
+    if (c->sum->tensors_converted == 0)
+        say(c, DSQ_LOG_WARN, "%s: no FP8 weights with scales; tensors are copied unchanged",
+            c->in_dir);
+cleanup:
+    return st;
+}
+
+/* Other files first, then the shards, the index, config.json last. */
+static dsq_status write_all(ctx *c, const dsq_stream_opts *so, int64_t max_cols, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    static const char *const markers[] = {CONFIG_JSON, DSQ_INDEX_JSON, NULL};
+    dsq_st_writer **writers = malloc((c->n_plans ? c->n_plans : 1) * sizeof *writers);
+    const char **names = malloc((c->n_plans ? c->n_plans : 1) * sizeof *names);
+    dsq_sink_st sink = {0};
+    DSQ_CHECK(writers != NULL && names != NULL, DSQ_NOMEM, err, "out of memory");
+    for (size_t i = 0; i < c->n_plans; i++) {
+        writers[i] = c->plans[i].w;
+        names[i] = c->plans[i].name;
+    }
+    DSQ_TRY(dsq_sink_st_init(&sink, c->n_plans, writers, names, err));
+    DSQ_TRY(dsq_stream_open(&c->s, so, (size_t)max_cols * 2, markers, err));
+    {
+        struct stat sb;
+        DSQ_CHECK(stat(c->out_dir, &sb) == 0, DSQ_IO, err, "%s: %s", c->out_dir, strerror(errno));
+        c->out_dev = sb.st_dev;
+        c->out_ino = sb.st_ino;
+    }
+    dsq_stream_plan(c->s, &sink.sink);
+    DSQ_TRY(copy_other_files(c, c->in_dir, c->out_dir, "", 0, err));
+    const dsq_stream_driver drv = {c, produce, source_id, source_id_now};
+    DSQ_TRY(dsq_stream_run(c->s, &sink.sink, &drv, err));
+    if (dsq_ckpt_is_sharded(c->ck))
+        DSQ_TRY(write_index(c, err));
+    if (c->config_out != NULL)
+        DSQ_TRY(dsq_stream_write_file(c->s, CONFIG_JSON, c->config_out, c->config_out_len, err));
+    DSQ_TRY(dsq_stream_finish(c->s, err));
+    const dsq_stream_stats *ss = dsq_stream_get_stats(c->s);
+    c->sum->shards_written = ss->files_written;
+    c->sum->shards_resumed = ss->files_resumed;
+    c->sum->bytes_written = ss->bytes_written;
+cleanup:
+    dsq_sink_st_free(&sink);
+    free(writers);
+    free(names);
+    return st;
 }
 
 dsq_status dsq_convert_fp8_bf16(const char *in_dir, const char *out_dir, const dsq_fp8_opts *opts,
@@ -634,6 +712,7 @@ dsq_status dsq_convert_fp8_bf16(const char *in_dir, const char *out_dir, const d
     memset(c.sum, 0, sizeof *c.sum);
     c.in_dir = in_dir;
     c.out_dir = out_dir;
+    c.in.fd = -1;
 #ifdef _OPENMP
     /* by default one core is left to the writer thread, which is as busy as
      * the converters: write(2) copies every output byte once more */
@@ -647,44 +726,29 @@ dsq_status dsq_convert_fp8_bf16(const char *in_dir, const char *out_dir, const d
         c.dec_e4m3[i] = dsq_fp8_e4m3_to_f32((uint8_t)i);
         c.dec_e5m2[i] = dsq_fp8_e5m2_to_f32((uint8_t)i);
     }
+    const dsq_stream_opts so = {.out_dir = out_dir,
+                                .tool = "dsq convert fp8 bf16",
+                                .resume = opts->resume,
+                                .force = opts->force,
+                                .buf_size = opts->buf_size,
+                                .cancel = opts->cancel,
+                                .log = opts->log,
+                                .log_user = opts->log_user,
+                                .progress = opts->progress,
+                                .progress_user = opts->progress_user};
 
     DSQ_CHECK(dsq_is_dir(in_dir), DSQ_NOT_FOUND, err, "%s: not a directory", in_dir);
     int same = 0;
     DSQ_TRY(same_dir(in_dir, out_dir, &same, err));
     DSQ_CHECK(!same, DSQ_INVALID_ARG, err, "%s: output directory is the input directory", out_dir);
+    /* the output can be written, before any weight is read */
+    DSQ_TRY(dsq_stream_preflight(&so, err));
 
-    /* 1. validate and plan */
-    DSQ_TRY(read_config(&c, err));
-    DSQ_TRY(dsq_ckpt_open(&c.ck, in_dir, err));
-    c.n_plans = dsq_ckpt_shard_count(c.ck);
-    c.plans = calloc(c.n_plans ? c.n_plans : 1, sizeof *c.plans);
-    DSQ_CHECK(c.plans != NULL, DSQ_NOMEM, err, "out of memory");
-    c.sum->shards_planned = c.n_plans;
     int64_t max_cols = 0;
-    for (size_t i = 0; i < c.n_plans; i++) {
-        DSQ_TRY(plan_shard(&c, i, &c.plans[i], err));
-        for (size_t k = 0; k < c.plans[i].n_jobs; k++) {
-            const job *j = &c.plans[i].jobs[k];
-            if (j->act == ACT_CONVERT && j->src->shape[1] > max_cols)
-                max_cols = j->src->shape[1];
-        }
-    }
-    if (c.sum->tensors_converted == 0)
-        say(&c, DSQ_LOG_WARN, "%s: no FP8 weights with scales; tensors are copied unchanged",
-            in_dir);
-
+    DSQ_TRY(plan_all(&c, &max_cols, err));
     if (opts->dry_run) {
-        for (size_t i = 0; i < c.n_plans; i++) {
-            const shard_plan *sp = &c.plans[i];
-            size_t conv = 0;
-            for (size_t k = 0; k < sp->n_jobs; k++)
-                conv += sp->jobs[k].act == ACT_CONVERT;
-            say(&c, DSQ_LOG_INFO,
-                "write %s/%s: %zu tensors (%zu FP8 -> BF16, %zu copied), %" PRIu64 " bytes",
-                out_dir, sp->name, sp->n_jobs, conv, sp->n_jobs - conv,
-                dsq_st_writer_file_size(sp->w));
-        }
-        DSQ_TRY(copy_other_files(&c, in_dir, out_dir, 1, 0, err));
+        print_plan(&c);
+        DSQ_TRY(copy_other_files(&c, in_dir, out_dir, "", 0, err));
         if (dsq_ckpt_is_sharded(c.ck))
             say(&c, DSQ_LOG_INFO, "write %s/%s", out_dir, DSQ_INDEX_JSON);
         if (c.config_out != NULL)
@@ -693,63 +757,27 @@ dsq_status dsq_convert_fp8_bf16(const char *in_dir, const char *out_dir, const d
                 CONFIG_JSON);
         goto cleanup;
     }
-
-    /* 2. write: other files first, then shards, the index, config.json last */
-    DSQ_TRY(dsq_mkdir(out_dir, err));
-    {
-        struct stat sb;
-        DSQ_CHECK(stat(out_dir, &sb) == 0, DSQ_IO, err, "%s: %s", out_dir, strerror(errno));
-        c.out_dev = sb.st_dev;
-        c.out_ino = sb.st_ino;
-    }
-    if (opts->resume)
-        DSQ_TRY(load_old_manifest(&c));
-    DSQ_TRY(clear_markers(&c, err));
-    c.manifest = json_object();
-    DSQ_CHECK(c.manifest != NULL, DSQ_NOMEM, err, "out of memory");
-    json_object_set_new(c.manifest, "tool", json_string("dsq convert fp8 bf16"));
-    json_object_set_new(c.manifest, "shards", json_object());
-    DSQ_TRY(copy_other_files(&c, in_dir, out_dir, 1, 0, err));
-
-    size_t bs = opts->buf_size ? opts->buf_size : DEFAULT_BUF;
-    if ((uint64_t)max_cols * 2 > bs)
-        bs = (size_t)max_cols * 2;
-    DSQ_TRY(dsq_wqueue_start(&c.q, N_BUFS, bs, err));
-    c.hash = XXH64_createState();
-    DSQ_CHECK(c.hash != NULL, DSQ_NOMEM, err, "out of memory");
-    for (size_t i = 0; i < c.n_plans; i++) {
-        shard_plan *sp = &c.plans[i];
-        if (opts->resume && c.old_manifest != NULL && resume_ok(&c, sp)) {
-            /* keep its manifest entry */
-            json_t *e = json_object_get(json_object_get(c.old_manifest, "shards"), sp->name);
-            json_object_set(json_object_get(c.manifest, "shards"), sp->name, e);
-            c.sum->shards_resumed++;
-            progress(&c, dsq_st_writer_file_size(sp->w));
-            say(&c, DSQ_LOG_INFO, "%s: complete and intact, skipped (--resume)", sp->name);
-            continue;
-        }
-        DSQ_TRY(write_shard(&c, sp, err));
-    }
-    if (dsq_ckpt_is_sharded(c.ck))
-        DSQ_TRY(write_index(&c, err));
-    if (c.config_out != NULL)
-        DSQ_TRY(dsq_write_file(out_dir, CONFIG_JSON, c.config_out, c.config_out_len, err));
-    DSQ_TRY(write_manifest(&c, 1, err));
+    c.part = XXH64_createState();
+    DSQ_CHECK(c.part != NULL, DSQ_NOMEM, err, "out of memory");
+    DSQ_TRY(write_all(&c, &so, max_cols, err));
 
 cleanup:
-    dsq_wqueue_stop(c.q);
-    if (c.hash != NULL)
-        XXH64_freeState(c.hash);
+    dsq_stream_free(c.s);
+    dsq_rfile_close(&c.in);
+    free(c.in_path);
+    free(c.inbuf);
+    if (c.part != NULL)
+        XXH64_freeState(c.part);
     for (size_t i = 0; i < c.n_plans; i++) {
         dsq_st_writer_free(c.plans[i].w);
         free(c.plans[i].jobs);
+        free(c.plans[i].part_of);
+        dsq_parts_free(&c.plans[i].parts);
     }
     free(c.plans);
     free(c.luts);
     free(c.config_text);
     free(c.config_out);
-    json_decref(c.manifest);
-    json_decref(c.old_manifest);
     dsq_ckpt_close(c.ck);
     return st;
 }

@@ -15,29 +15,36 @@
  * bfloat16, and every other file (tokenizer, generation config, licence, code)
  * copied.
  *
- * Everything is validated before the first byte is written. Each output file
- * is written under a temporary name and renamed when whole; config.json is
- * written last, so a directory without it is an interrupted run. The manifest
- * `dsq-manifest.json` records each finished shard's size and xxHash64 so that
- * --resume can skip it. */
+ * Everything is validated before the first byte is written, and the output
+ * directory before the first weight is read. The writing is stream/'s engine
+ * (temporary names, the writer thread, the manifest, --resume, interrupts);
+ * this file is its driver: the plan, the FP8 kernel loop, and the source
+ * identity. config.json is written last, so a directory without it is an
+ * interrupted run. A shard's source identity is the parts hash of its source
+ * shard (core/rfile.h: the header and each tensor, hashed as they are read)
+ * plus the hash of each scale it used from another shard, so --resume redoes
+ * a shard whose source changed by a single byte. */
 #ifndef DSQ_FP8_BF16_H
 #define DSQ_FP8_BF16_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdatomic.h>
+
 #include "core/report.h"
 #include "core/status.h"
-
-#define DSQ_MANIFEST_NAME "dsq-manifest.json"
+#include "stream/stream.h" /* DSQ_MANIFEST_NAME */
 
 typedef struct dsq_fp8_opts {
     int threads;            /* compute threads; 0 = all cores */
     int resume;             /* skip shards the manifest shows complete and intact */
+    int force;              /* write into a non-empty directory */
     int dry_run;            /* validate and report the plan; write nothing */
     int keep_unscaled_fp8;  /* a FP8 weight without scale stays FP8 (the reference's
                                behaviour) instead of being an error */
     size_t buf_size;        /* bytes per write buffer; 0 = 256 KiB */
+    const atomic_int *cancel; /* may be NULL; nonzero: stop, remove temporaries, DSQ_CANCELLED */
     dsq_log_fn log;
     void *log_user;
     dsq_progress_fn progress;

@@ -6,6 +6,9 @@
  *
  *   DSQ_FAULT=POINT:N          SIGKILL the process at the N-th hit of POINT
  *   DSQ_FAULT=POINT@NAME:N     the same, counting only hits for file NAME
+ *   DSQ_FAULT=POINT@NAME:N:SIG the signal SIG instead: INT or TERM (an
+ *                              interrupt arriving there), STOP (the test then
+ *                              sends its own signals and SIGCONT)
  *
  * Points: "write" (core/file.c, before each write to an output file) and
  * "commit" (before an output file is renamed into place); NAME is the output

@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "core/fault.h"
+#include "core/rfile.h"
 
 dsq_status dsq_map_open(dsq_map *m, const char *path, dsq_err *err) {
     dsq_status st = DSQ_OK;
@@ -111,6 +113,9 @@ dsq_status dsq_outfile_open(dsq_outfile **out, const char *dir, const char *name
     XXH64_reset(f->hash, 0);
     f->fd = mkostemp(tmpl, O_CLOEXEC);
     DSQ_CHECK(f->fd >= 0, DSQ_IO, err, "%s: cannot create: %s", f->final_path, strerror(errno));
+    /* held until close: tells dsq_sweep_temps of another run that this
+     * temporary is alive; the kernel drops it however the process dies */
+    flock(f->fd, LOCK_EX | LOCK_NB);
     /* mkstemp makes 0600 files; outputs are ordinary files for their owner's group to read */
     {
         const mode_t mask = umask(0);
@@ -205,22 +210,38 @@ cleanup:
 }
 
 dsq_status dsq_copy_file(const char *src_path, const char *dir, const char *name, dsq_err *err) {
+    return dsq_copy_file_hash(src_path, dir, name, NULL, NULL, err);
+}
+
+/* Copying and hashing read with pread into one buffer (core/rfile.h says
+ * why not a mapping), in pieces large enough that the syscalls cost
+ * nothing and small enough to stay in cache between read and write. */
+#define COPY_PIECE ((size_t)1 << 20)
+
+dsq_status dsq_copy_file_hash(const char *src_path, const char *dir, const char *name,
+                              uint64_t *xxh64, uint64_t *size, dsq_err *err) {
     dsq_status st = DSQ_OK;
-    dsq_map m = {0};
+    dsq_rfile in = {-1, 0, src_path};
     dsq_outfile *f = NULL;
-    DSQ_TRY(dsq_map_open(&m, src_path, err));
+    void *buf = malloc(COPY_PIECE);
+    DSQ_CHECK(buf != NULL, DSQ_NOMEM, err, "out of memory");
+    DSQ_TRY(dsq_rfile_open(&in, src_path, err));
     DSQ_TRY(dsq_outfile_open(&f, dir, name, err));
-    const size_t chunk = (size_t)64 << 20;
-    for (size_t off = 0; off < m.size; off += chunk) {
-        const size_t n = m.size - off < chunk ? m.size - off : chunk;
-        DSQ_TRY(dsq_outfile_write(f, m.data + off, n, err));
-        dsq_map_release(&m, off, n);
+    for (uint64_t off = 0; off < in.size; off += COPY_PIECE) {
+        const size_t n = in.size - off < COPY_PIECE ? (size_t)(in.size - off) : COPY_PIECE;
+        DSQ_TRY(dsq_rfile_read(&in, buf, n, off, err));
+        DSQ_TRY(dsq_outfile_write(f, buf, n, err));
     }
+    if (xxh64 != NULL)
+        *xxh64 = dsq_outfile_xxh64(f);
+    if (size != NULL)
+        *size = dsq_outfile_written(f);
     st = dsq_outfile_commit(f, err);
     f = NULL;
 cleanup:
     dsq_outfile_abort(f);
-    dsq_map_close(&m);
+    dsq_rfile_close(&in);
+    free(buf);
     return st;
 }
 
@@ -250,22 +271,25 @@ cleanup:
 
 dsq_status dsq_file_xxh64(const char *path, uint64_t *hash, uint64_t *size, dsq_err *err) {
     dsq_status st = DSQ_OK;
-    dsq_map m = {0};
-    DSQ_TRY(dsq_map_open(&m, path, err));
+    dsq_rfile in = {-1, 0, path};
     XXH64_state_t *h = XXH64_createState();
-    DSQ_CHECK(h != NULL, DSQ_NOMEM, err, "out of memory");
+    void *buf = malloc(COPY_PIECE);
+    DSQ_CHECK(h != NULL && buf != NULL, DSQ_NOMEM, err, "out of memory");
     XXH64_reset(h, 0);
-    const size_t chunk = (size_t)64 << 20;
-    for (size_t off = 0; off < m.size; off += chunk) {
-        const size_t n = m.size - off < chunk ? m.size - off : chunk;
-        XXH64_update(h, m.data + off, n);
-        dsq_map_release(&m, off, n);
+    DSQ_TRY(dsq_rfile_open(&in, path, err));
+    posix_fadvise(in.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (uint64_t off = 0; off < in.size; off += COPY_PIECE) {
+        const size_t n = in.size - off < COPY_PIECE ? (size_t)(in.size - off) : COPY_PIECE;
+        DSQ_TRY(dsq_rfile_read(&in, buf, n, off, err));
+        XXH64_update(h, buf, n);
     }
     *hash = XXH64_digest(h);
-    *size = m.size;
-    XXH64_freeState(h);
+    *size = in.size;
 cleanup:
-    dsq_map_close(&m);
+    if (h != NULL)
+        XXH64_freeState(h);
+    free(buf);
+    dsq_rfile_close(&in);
     return st;
 }
 
@@ -379,4 +403,64 @@ cleanup:
     free(trimmed);
     free(parent);
     return st;
+}
+
+/* ".NAME.dsqtmp." for a given NAME, or any dsq temporary when name is NULL. */
+static int is_temp_of(const char *entry, const char *name) {
+    if (name == NULL)
+        return is_dsq_temp(entry);
+    const size_t n = strlen(name);
+    return entry[0] == '.' && strncmp(entry + 1, name, n) == 0 &&
+           strncmp(entry + 1 + n, ".dsqtmp.", 8) == 0;
+}
+
+dsq_status dsq_sweep_temps(const char *dir, const char *name, size_t *removed, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    DIR *d = opendir(dir);
+    char *p = NULL;
+    if (removed != NULL)
+        *removed = 0;
+    DSQ_CHECK(d != NULL, DSQ_IO, err, "%s: %s", dir, strerror(errno));
+    for (const struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (!is_temp_of(e->d_name, name))
+            continue;
+        free(p);
+        p = dsq_path_join(dir, e->d_name);
+        DSQ_CHECK(p != NULL, DSQ_NOMEM, err, "out of memory");
+        /* a temporary whose lock is held belongs to a run still going */
+        const int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            continue;
+        const int stale = flock(fd, LOCK_EX | LOCK_NB) == 0;
+        if (stale && unlink(p) == 0 && removed != NULL)
+            (*removed)++;
+        close(fd);
+    }
+cleanup:
+    free(p);
+    if (d != NULL)
+        closedir(d);
+    return st;
+}
+
+size_t dsq_remove_own_temps(void) {
+    size_t n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return 0;
+    for (const struct dirent *e; (e = readdir(d)) != NULL;) {
+        char link[300], target[PATH_MAX];
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        const ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        const char *base = strrchr(target, '/');
+        if (base != NULL && is_dsq_temp(base + 1) && unlink(target) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
 }

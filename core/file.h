@@ -47,6 +47,9 @@ void dsq_outfile_abort(dsq_outfile *f);
 dsq_status dsq_write_file(const char *dir, const char *name, const void *buf, size_t n,
                           dsq_err *err);
 dsq_status dsq_copy_file(const char *src_path, const char *dir, const char *name, dsq_err *err);
+/* The same, giving the copy's xxHash64 and size (either may be NULL). */
+dsq_status dsq_copy_file_hash(const char *src_path, const char *dir, const char *name,
+                              uint64_t *xxh64, uint64_t *size, dsq_err *err);
 
 /* Reads a whole small file (configs, indexes) into a NUL-terminated buffer;
  * larger than max_bytes is an error. Caller frees *out. */
@@ -76,5 +79,16 @@ dsq_status dsq_check_out_file(const char *path, dsq_err *err);
 dsq_status dsq_check_out_dir(const char *path, int *non_empty, dsq_err *err);
 /* mkdir -p for one level: creates dir if missing; an existing directory is fine. */
 dsq_status dsq_mkdir(const char *path, dsq_err *err);
+
+/* Removes the temporaries of dsq_outfile (".NAME.dsqtmp.*"; any NAME when
+ * name is NULL) that an earlier run killed or interrupted left in dir. A
+ * temporary another running process is still writing is kept: each one is
+ * locked (flock) by the process writing it until it is closed. *removed (may
+ * be NULL) gets the count. */
+dsq_status dsq_sweep_temps(const char *dir, const char *name, size_t *removed, dsq_err *err);
+/* Unlinks every dsq temporary this process has open (found through
+ * /proc/self/fd): the last resort of an interrupted command that cannot stop
+ * cleanly, called just before it exits. Returns the count. */
+size_t dsq_remove_own_temps(void);
 
 #endif

@@ -21,7 +21,8 @@
     X(RANGE, "value or size out of range")                                                         \
     X(INVALID_ARG, "invalid argument")                                                             \
     X(MISMATCH, "verification mismatch")                                                           \
-    X(NOT_FOUND, "not found")
+    X(NOT_FOUND, "not found")                                                                      \
+    X(CANCELLED, "interrupted")
 
 typedef enum dsq_status {
 #define DSQ_X_(name, msg) DSQ_##name,

@@ -89,6 +89,10 @@ size_t dsq_st_writer_count(const dsq_st_writer *w);
 size_t dsq_st_writer_order(const dsq_st_writer *w, size_t k); /* add-index at position k */
 uint64_t dsq_st_writer_tensor_bytes(const dsq_st_writer *w, size_t add_index);
 uint64_t dsq_st_writer_file_size(const dsq_st_writer *w);
+/* After layout: the bytes before the data, for a caller that writes the file
+ * itself (stream/): the 8-byte length prefix and the padded JSON header. */
+void dsq_st_writer_head(const dsq_st_writer *w, uint8_t prefix[8], const char **header,
+                        size_t *header_len);
 /* Creates dir/name (through a temporary) and writes the header. */
 dsq_status dsq_st_writer_open(dsq_st_writer *w, const char *dir, const char *name, dsq_err *err);
 dsq_status dsq_st_writer_write(dsq_st_writer *w, const void *data, size_t n, dsq_err *err);

@@ -212,6 +212,14 @@ uint64_t dsq_st_writer_file_size(const dsq_st_writer *w) {
     return 8 + w->header_len + w->data_size;
 }
 
+void dsq_st_writer_head(const dsq_st_writer *w, uint8_t prefix[8], const char **header,
+                        size_t *header_len) {
+    for (int i = 0; i < 8; i++)
+        prefix[i] = (uint8_t)((uint64_t)w->header_len >> (8 * i));
+    *header = w->header;
+    *header_len = w->header_len;
+}
+
 dsq_status dsq_st_writer_open(dsq_st_writer *w, const char *dir, const char *name, dsq_err *err) {
     dsq_status st = DSQ_OK;
     uint8_t *len_le = w->len_le;

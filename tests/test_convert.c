@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "convert/fp8_bf16.h"
 #include "quantize/fp8.h"
@@ -530,6 +532,101 @@ static void test_resume_and_dry_run(void **state) {
     gen_free(&g);
 }
 
+/* Flips one bit of byte `at` of tensor `name`'s data in the shard at path. */
+static void flip_tensor_byte(const char *path, const char *name, uint64_t at) {
+    dsq_st *st = NULL;
+    assert_int_equal(dsq_st_open(&st, path, NULL), DSQ_OK);
+    const int64_t i = dsq_st_find(st, name);
+    assert_true(i >= 0);
+    const uint64_t off = dsq_st_tensor_offset(st, (size_t)i) + at;
+    dsq_st_close(st);
+    size_t n;
+    uint8_t *b = tu_read_file(path, &n);
+    assert_true(off < n);
+    b[off] ^= 0x01;
+    tu_write_file(path, b, n);
+    free(b);
+}
+
+/* Issue #10 item 4, exactly: one byte of tensor data changed in a source
+ * shard, and --resume must convert that shard again (the old identity, size
+ * and header hash, said "intact"); the result is what a fresh conversion of
+ * the changed source gives. A scale that shard 1 takes from shard 2 is part
+ * of shard 1's source too. */
+static void test_resume_notices_changed_source(void **state) {
+    (void)state;
+    gen g;
+    gen_checkpoint(&g, NULL);
+    char *out = dsq_path_join(g.dir, "out"), *fresh = dsq_path_join(g.dir, "fresh");
+    char *src1 = dsq_path_join(g.dir, "model-00001-of-00002.safetensors");
+    char *src2 = dsq_path_join(g.dir, "model-00002-of-00002.safetensors");
+    dsq_err err = {0};
+    dsq_fp8_summary s;
+    assert_int_equal(run(g.dir, out, 1, 0, 0, &s, &err), DSQ_OK);
+
+    flip_tensor_byte(src1, "model.b.weight", 1000);
+    assert_int_equal(run(g.dir, out, 1, 1, 0, &s, &err), DSQ_OK);
+    assert_int_equal(s.shards_written, 1);
+    assert_int_equal(s.shards_resumed, 1);
+    assert_int_equal(run(g.dir, fresh, 1, 0, 0, &s, &err), DSQ_OK);
+    size_t na, nb;
+    char *pa = dsq_path_join(out, "model-00001-of-00002.safetensors");
+    char *pb = dsq_path_join(fresh, "model-00001-of-00002.safetensors");
+    uint8_t *a = tu_read_file(pa, &na), *b = tu_read_file(pb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na);
+    free(a), free(b);
+
+    /* nothing changed since: both kept */
+    assert_int_equal(run(g.dir, out, 1, 1, 0, &s, &err), DSQ_OK);
+    assert_int_equal(s.shards_resumed, 2);
+
+    /* shard 1's scale lives in shard 2: both are redone */
+    flip_tensor_byte(src2, "model.b.weight_scale_inv", 1);
+    assert_int_equal(run(g.dir, out, 1, 1, 0, &s, &err), DSQ_OK);
+    assert_int_equal(s.shards_written, 2);
+    assert_int_equal(s.shards_resumed, 0);
+    free(pa), free(pb), free(src1), free(src2), free(out), free(fresh);
+    gen_free(&g);
+}
+
+/* Issue #10 item 6: a non-empty output directory is refused unless --force
+ * or --resume, and the output is checked before any weight is read: a broken
+ * input behind a bad output reports the output. */
+static void test_output_checked_first(void **state) {
+    (void)state;
+    gen g;
+    gen_checkpoint(&g, NULL);
+    char *out = dsq_path_join(g.dir, "busy");
+    char *missing = dsq_path_join(g.dir, "nosuch/out");
+    dsq_err err = {0};
+    dsq_fp8_summary s;
+    assert_int_equal(mkdir(out, 0777), 0);
+    tu_put(out, "notes.txt", "mine", 4);
+    assert_int_equal(run(g.dir, out, 1, 0, 0, &s, &err), DSQ_INVALID_ARG);
+    assert_non_null(strstr(err.text, "directory not empty"));
+    dsq_fp8_opts o;
+    memset(&o, 0, sizeof o);
+    o.force = 1;
+    dsq_err_clear(&err);
+    assert_int_equal(dsq_convert_fp8_bf16(g.dir, out, &o, &s, &err), DSQ_OK);
+    assert_int_equal(s.shards_written, 2);
+    char *notes = dsq_path_join(out, "notes.txt");
+    assert_true(tu_file_exists(notes)); /* --force replaces same-named files only */
+    free(notes);
+
+    /* a truncated shard behind a missing output parent: the output is named */
+    char *src1 = dsq_path_join(g.dir, "model-00001-of-00002.safetensors");
+    assert_int_equal(truncate(src1, 100), 0);
+    dsq_err_clear(&err);
+    assert_int_equal(run(g.dir, missing, 1, 0, 0, &s, &err), DSQ_IO);
+    char want[1024];
+    snprintf(want, sizeof want, "%s: no such directory '%s/nosuch'", missing, g.dir);
+    assert_string_equal(err.text, want);
+    free(src1), free(out), free(missing);
+    gen_free(&g);
+}
+
 static void test_refuses_in_place(void **state) {
     (void)state;
     gen g;
@@ -583,6 +680,8 @@ int main(void) {
         cmocka_unit_test(test_missing_scale_kept_when_allowed),
         cmocka_unit_test(test_block_size_from_config),
         cmocka_unit_test(test_resume_and_dry_run),
+        cmocka_unit_test(test_resume_notices_changed_source),
+        cmocka_unit_test(test_output_checked_first),
         cmocka_unit_test(test_refuses_in_place),
         cmocka_unit_test(test_tables_and_simd_lookup),
     };

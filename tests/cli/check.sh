@@ -1,0 +1,44 @@
+#!/bin/sh
+# tests/cli/check.sh: `dsq check DIR` (issue #10 item 4) against the manifest a
+# conversion wrote: exit 0 when intact; exit 1 naming the file when one byte of
+# an output changed or a file is missing; exit 3 without a manifest; --json is
+# one document a JSON parser accepts, with the human lines on stderr.
+set -u
+dsq=${DSQ_BIN:-./dsq}
+shared=${DSQ_SHARED:-../shared}
+in="$shared/data/tiny-models/tiny-deepseek-v3-fp8"
+s1=model-00001-of-00002.safetensors
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "check: $*" >&2; exit 1; }
+out="$tmp/out"
+
+"$dsq" convert fp8 bf16 -q "$in" "$out" 2>"$tmp/err" || fail "convert: $(cat "$tmp/err")"
+"$dsq" check "$out" >"$tmp/o" 2>"$tmp/e" || fail "intact output: exit $?: $(cat "$tmp/o" "$tmp/e")"
+n=$(ls -A "$out" | grep -cv '^dsq-manifest.json$')
+grep -q "all $n files intact" "$tmp/o" || fail "intact output: summary: $(cat "$tmp/o")"
+
+"$dsq" check "$out" --json >"$tmp/j" 2>"$tmp/e" || fail "--json on intact output: exit $?"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["n_bad"]==0 and d["complete"] and all(f["status"]=="ok" for f in d["files"]), d' "$tmp/j" ||
+    fail "--json: not the document expected: $(cat "$tmp/j")"
+
+# one byte of a shard's tensor data changed (the end of the file is data)
+python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[-3]^=1; open(p,"wb").write(b)' "$out/$s1"
+"$dsq" check "$out" >"$tmp/o" 2>"$tmp/e"
+rc=$?
+[ $rc -eq 1 ] || fail "a changed byte: exit $rc, expected 1"
+grep -q "^mismatch *$s1: xxh64" "$tmp/e" || fail "a changed byte: not named: $(cat "$tmp/e")"
+rm "$out/tokenizer.json"
+"$dsq" check "$out" --json >"$tmp/j" 2>"$tmp/e"
+[ $? -eq 1 ] || fail "a missing file: expected exit 1"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s={f["name"]:f["status"] for f in d["files"]}; assert d["n_bad"]==2 and s["tokenizer.json"]=="missing" and s[sys.argv[2]]=="mismatch", d' "$tmp/j" "$s1" ||
+    fail "--json with a missing and a changed file: $(cat "$tmp/j")"
+
+rm "$out/dsq-manifest.json"
+"$dsq" check "$out" >/dev/null 2>"$tmp/e"
+[ $? -eq 3 ] || fail "no manifest: expected exit 3"
+grep -q "dsq-manifest.json" "$tmp/e" || fail "no manifest: message does not name it: $(cat "$tmp/e")"
+"$dsq" check >/dev/null 2>&1
+[ $? -eq 2 ] || fail "no DIR: expected a usage error (exit 2)"
+"$dsq" check --help | grep -q "^examples:" || fail "--help has no examples"
+exit 0
