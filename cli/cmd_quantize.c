@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/interrupt.h"
+#include "core/file.h"
 #include "cli/progress.h"
 #include "convert/quantize_gguf.h"
 #include "gguf_export/gguf_rules.h"
@@ -220,6 +222,15 @@ int dsq_cmd_quantize(int argc, char **argv) {
     dsq_qz_summary s;
     dsq_err err = {0};
     const char *out = npos == 2 ? pos[1] : "";
+    /* Interrupts (cli/interrupt.h): quantize cannot stop cleanly yet (it
+     * moves onto stream/'s engine with the GGUF sink), so a signal removes
+     * this process's temporaries and exits 130/143. Killed runs' temporaries
+     * beside the output are removed first. */
+    static dsq_cli_interrupt intr;
+    if (!o.dry_run) {
+        dsq_cli_interrupt_start(&intr, 0);
+        dsq_sweep_temps_beside(out, NULL, NULL);
+    }
     const dsq_status st = dsq_quantize_gguf(pos[0], out, &o, &s, &err);
     dsq_progress_done(&prog);
     if (st != DSQ_OK) {

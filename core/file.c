@@ -464,3 +464,14 @@ size_t dsq_remove_own_temps(void) {
     closedir(d);
     return n;
 }
+
+dsq_status dsq_sweep_temps_beside(const char *path, size_t *removed, dsq_err *err) {
+    const size_t n = strlen(path);
+    char *dir = malloc(n + 2);
+    if (dir == NULL)
+        return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+    parent_of(path, dir, n + 2);
+    const dsq_status st = dsq_sweep_temps(dir, NULL, removed, err);
+    free(dir);
+    return st;
+}

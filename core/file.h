@@ -86,6 +86,9 @@ dsq_status dsq_mkdir(const char *path, dsq_err *err);
  * locked (flock) by the process writing it until it is closed. *removed (may
  * be NULL) gets the count. */
 dsq_status dsq_sweep_temps(const char *dir, const char *name, size_t *removed, dsq_err *err);
+/* The same for the directory a file output `path` goes to, any NAME: a split
+ * GGUF's parts are not named like the path the user gave. */
+dsq_status dsq_sweep_temps_beside(const char *path, size_t *removed, dsq_err *err);
 /* Unlinks every dsq temporary this process has open (found through
  * /proc/self/fd): the last resort of an interrupted command that cannot stop
  * cleanly, called just before it exits. Returns the count. */

@@ -76,6 +76,30 @@ ls -A "$out" | grep -q "^\.$s2\.dsqtmp\." || fail "SIGKILL left no temporary (te
 [ -z "$(find "$out" -name '.*.dsqtmp.*')" ] || fail "the next run left the killed run's temporary"
 same_as_ref "$out" "after SIGKILL and a --force run"
 
+# dsq quantize: the signal removes the GGUF's temporary (exit 130), and a
+# SIGKILL-ed run's temporary is removed by the next run to the same path
+llama="$shared/data/tiny-models/tiny-llama"
+mkdir -p "$tmp/q"
+DSQ_FAULT="write@x.gguf:3:STOP" "$dsq" quantize "$llama" "$tmp/q/x.gguf" --type Q8_0 -q >/dev/null 2>"$tmp/err.q" &
+pid=$!
+i=0
+while [ "$(ps -o stat= -p $pid 2>/dev/null | cut -c1)" != T ]; do
+    i=$((i + 1)); [ $i -lt 200 ] || { kill -9 $pid; fail "quantize: never stopped"; }
+    sleep 0.05
+done
+ls -A "$tmp/q" | grep -q '^\.x\.gguf\.dsqtmp\.' || fail "quantize: no temporary while stopped (test is not testing)"
+kill -INT $pid
+kill -CONT $pid
+wait $pid
+rc=$?
+[ $rc -eq 130 ] || fail "quantize SIGINT: exit $rc, expected 130: $(cat "$tmp/err.q")"
+[ -z "$(ls -A "$tmp/q")" ] || fail "quantize SIGINT: left $(ls -A "$tmp/q" | tr '\n' ' ')"
+DSQ_FAULT="write@x.gguf:3" "$dsq" quantize "$llama" "$tmp/q/x.gguf" --type Q8_0 -q >/dev/null 2>&1
+ls -A "$tmp/q" | grep -q '^\.x\.gguf\.dsqtmp\.' || fail "quantize SIGKILL left no temporary (test is not testing)"
+"$dsq" quantize "$llama" "$tmp/q/x.gguf" --type Q8_0 -q >/dev/null 2>"$tmp/err.q" ||
+    fail "quantize after SIGKILL: $(cat "$tmp/err.q")"
+[ "$(ls -A "$tmp/q")" = x.gguf ] || fail "quantize after SIGKILL: left $(ls -A "$tmp/q" | tr '\n' ' ')"
+
 # a temporary that a live process holds open (flock) is not another run's litter
 out="$tmp/live"
 DSQ_FAULT="write@$s1:2:STOP" "$dsq" convert fp8 bf16 -q "$in" "$out" >/dev/null 2>&1 &
