@@ -2,7 +2,10 @@
  * `dsq quantize` from the same FP8 checkpoint.
  *
  * Generates (once) a complete DeepSeek-V3-shaped FP8 checkpoint of 1.22 GB of
- * FP8 weights with their 128x128 block scales, in two shards. Then, with a warm
+ * FP8 weights with their 128x128 block scales, in two shards, and a second
+ * one of real shard count: 16 shards, 1 GiB of FP8 in DeepSeek-V3's expert
+ * shapes ([2048, 7168] gate/up, [7168, 2048] down), 2 GiB of BF16 out
+ * (DeepSeek-V3 itself has 163 shards of about 4.3 GB). Then, for each, with a warm
  * page cache, it times in alternation `dsq convert fp8 bf16` and `cp` of a file
  * exactly as large as the BF16 output, and reports each one's time and GB/s
  * written, their ratio (target: dsq / cp >= 0.8 in throughput), and dsq's peak
@@ -13,6 +16,10 @@
  * memory speed; a real 671B checkpoint does not fit in the page cache, so
  * when it may (root) the benchmark also times both from a cold cache until
  * their output is on disk (`sync` included), which is disk speed.
+ *
+ * BENCH_QUICK=1 in the environment runs the two conversion cases only (no
+ * quantize, no cold cache: dropping the page cache disturbs every other
+ * process on the machine).
  *
  * usage: bench_convert DSQ_BIN WORK_DIR [REPS] [SHARED_DIR] */
 #include <errno.h>
@@ -114,7 +121,7 @@ typedef struct gen_tensor {
     dsq_dtype dtype;
     int64_t shape[2];
     int ndim;
-    int shard; /* 0 or 1 */
+    int shard;
 } gen_tensor;
 
 typedef struct gen_list {
@@ -300,6 +307,55 @@ static void generate(const char in[1024], const char *shared) {
     sh(path);
 }
 
+/* The many-shard case: N16_TENSORS expert projections of 14 MiB each (a
+ * gate, up and down per expert, in DeepSeek-V3's shapes) dealt out to 16
+ * shards in order, each with its block scale in the same shard, as in
+ * DeepSeek's own checkpoints; config.json with its quantization_config. */
+#define N16_SHARDS 16
+#define N16_TENSORS 73 /* 73 x 14 MiB = 1022 MiB of FP8 */
+#define EXPERT_D 7168
+#define EXPERT_I 2048
+
+static void generate16(const char in[1024]) {
+    char path[1200];
+    static gen_list g;
+    snprintf(path, sizeof path, "%s/config.json", in);
+    if (access(path, F_OK) == 0)
+        return;
+    fprintf(stderr, "bench: generating a 16-shard, 1 GiB FP8 checkpoint of expert tensors in %s...\n",
+            in);
+    snprintf(path, sizeof path, "mkdir -p '%s'", in);
+    sh(path);
+    g.n = 0;
+    for (int t = 0; t < N16_TENSORS; t++) {
+        const int shard = t * N16_SHARDS / N16_TENSORS, e = t / 3, kind = t % 3;
+        static const char *const proj[3] = {"gate_proj", "up_proj", "down_proj"};
+        const int64_t rows = kind == 2 ? EXPERT_D : EXPERT_I, cols = kind == 2 ? EXPERT_I : EXPERT_D;
+        add(&g, shard, DSQ_DTYPE_F8_E4M3, rows, cols, "model.layers.3.mlp.experts.%d.%s.weight", e,
+            proj[kind]);
+        add(&g, shard, DSQ_DTYPE_F32, (rows + 127) / 128, (cols + 127) / 128,
+            "model.layers.3.mlp.experts.%d.%s.weight_scale_inv", e, proj[kind]);
+    }
+    char names[N16_SHARDS][64];
+    for (int k = 0; k < N16_SHARDS; k++) {
+        snprintf(names[k], sizeof names[k], "model-%05d-of-%05d.safetensors", k + 1, N16_SHARDS);
+        write_shard(in, names[k], &g, k, (uint64_t)k + 11);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", in);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"metadata\": {}, \"weight_map\": {");
+    for (int i = 0; i < g.n; i++)
+        fprintf(f, "%s\"%s\": \"%s\"", i ? ", " : "", g.t[i].name, names[g.t[i].shard]);
+    fprintf(f, "}}\n");
+    fclose(f);
+    snprintf(path, sizeof path, "%s/config.json", in);
+    f = fopen(path, "w");
+    fprintf(f, "{\"architectures\": [\"DeepseekV3ForCausalLM\"], \"model_type\": \"deepseek_v3\",\n"
+               " \"quantization_config\": {\"activation_scheme\": \"dynamic\", \"fmt\": \"e4m3\",\n"
+               "   \"quant_method\": \"fp8\", \"weight_block_size\": [128, 128]}}\n");
+    fclose(f);
+}
+
 static uint64_t dir_bytes(const char dir[1024], const char *suffix) {
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "cat '%s'/*%s 2>/dev/null | wc -c", dir, suffix);
@@ -311,6 +367,69 @@ static uint64_t dir_bytes(const char dir[1024], const char *suffix) {
     return n;
 }
 
+typedef struct case_result {
+    uint64_t in_bytes, out_bytes;
+    double dsq_s, cp_s;
+    long rss_kib;
+} case_result;
+
+/* Converts in -> work/bf16 REPS times, alternating with cp of a file as large
+ * as the output (made once, in work/cp-src.bin), the best of each kept. */
+static case_result convert_case(const char *dsq, const char *work, const char *in, int reps) {
+    char out[1100], cpsrc[1100], cpdst[1100], cmd[8192];
+    case_result r = {0, 0, 1e30, 1e30, 0};
+    snprintf(out, sizeof out, "%s/bf16", work);
+    snprintf(cpsrc, sizeof cpsrc, "%s/cp-src.bin", work);
+    snprintf(cpdst, sizeof cpdst, "%s/cp-dst.bin", work);
+    r.in_bytes = dir_bytes(in, ".safetensors");
+    /* one conversion to learn the output size, then a cp source that large */
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && '%s' convert fp8 bf16 '%s' '%s' -q", out, dsq, in,
+             out);
+    sh(cmd);
+    r.out_bytes = dir_bytes(out, ".safetensors");
+    struct stat sb;
+    if (stat(cpsrc, &sb) != 0 || (uint64_t)sb.st_size != r.out_bytes) {
+        snprintf(cmd, sizeof cmd, "cat '%s'/*.safetensors > '%s'", out, cpsrc);
+        sh(cmd);
+    }
+    /* warm cache: read the inputs once */
+    snprintf(cmd, sizeof cmd, "cat '%s'/*.safetensors '%s' > /dev/null", in, cpsrc);
+    sh(cmd);
+    for (int k = 0; k < reps; k++) {
+        long rss = 0;
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'; sync", out, cpdst);
+        sh(cmd);
+        char *conv[] = {(char *)dsq, (char *)"convert", (char *)"fp8", (char *)"bf16", (char *)in,
+                        out, (char *)"-q", NULL};
+        const double t = run(conv, &rss);
+        if (rss > r.rss_kib)
+            r.rss_kib = rss;
+        if (t < r.dsq_s)
+            r.dsq_s = t;
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'; sync", out, cpdst);
+        sh(cmd);
+        char *cp[] = {(char *)"cp", cpsrc, cpdst, NULL};
+        const double tc = run(cp, NULL);
+        if (tc < r.cp_s)
+            r.cp_s = tc;
+        fprintf(stderr, "  run %d: dsq %.3f s, cp %.3f s\n", k + 1, t, tc);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'; sync", out, cpdst);
+    sh(cmd);
+    return r;
+}
+
+static void print_case(const char *title, const case_result *r, int reps) {
+    printf("%s: %.2f GB FP8 in -> %.2f GB BF16 out, best of %d\n", title,
+           (double)r->in_bytes / 1e9, (double)r->out_bytes / 1e9, reps);
+    printf("  dsq convert : %7.3f s  %6.2f GB/s written  peak RSS %.1f MiB (target < 256)\n",
+           r->dsq_s, (double)r->out_bytes / r->dsq_s / 1e9, (double)r->rss_kib / 1024.0);
+    printf("  cp          : %7.3f s  %6.2f GB/s written\n", r->cp_s,
+           (double)r->out_bytes / r->cp_s / 1e9);
+    printf("  ratio dsq/cp throughput: %.2f (target >= 0.80: conversion within 1.25x the copy)\n",
+           r->cp_s / r->dsq_s);
+}
+
 int main(int argc, char **argv) {
     bench_name = "bench_convert";
     if (argc < 3) {
@@ -319,51 +438,25 @@ int main(int argc, char **argv) {
     }
     const char *dsq = argv[1], *work = argv[2];
     const int reps = argc > 3 ? atoi(argv[3]) : 3;
-    char in[1024], out[1024], cpsrc[1024], cpdst[1024], cmd[8192];
+    const int quick = getenv("BENCH_QUICK") != NULL && strcmp(getenv("BENCH_QUICK"), "0") != 0;
+    char in[1024], in16[1024], work16[1024], out[1024], cmd[8192];
     if (strlen(work) > 900) {
         fprintf(stderr, "bench_convert: WORK_DIR path too long\n");
         return 2;
     }
     snprintf(in, sizeof in, "%s/fp8", work);
     snprintf(out, sizeof out, "%s/bf16", work);
-    snprintf(cpsrc, sizeof cpsrc, "%s/cp-src.bin", work);
-    snprintf(cpdst, sizeof cpdst, "%s/cp-dst.bin", work);
+    snprintf(work16, sizeof work16, "%s/shards16", work);
+    snprintf(in16, sizeof in16, "%s/shards16/fp8", work);
     generate(in, argc > 4 ? argv[4] : "../shared");
-    const uint64_t in_bytes = dir_bytes(in, ".safetensors");
+    generate16(in16);
 
-    /* one conversion to learn the output size, then a cp source that large */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' && '%s' convert fp8 bf16 '%s' '%s' -q", out, dsq, in,
-             out);
-    sh(cmd);
-    const uint64_t out_bytes = dir_bytes(out, ".safetensors");
-    snprintf(cmd, sizeof cmd, "cat '%s'/*.safetensors > '%s'", out, cpsrc);
-    sh(cmd);
-    /* warm cache: read the inputs once */
-    snprintf(cmd, sizeof cmd, "cat '%s'/*.safetensors '%s' > /dev/null", in, cpsrc);
-    sh(cmd);
-
-    double best_dsq = 1e30, best_cp = 1e30;
-    long best_rss = 0;
-    for (int r = 0; r < reps; r++) {
-        long rss = 0;
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'; sync", out, cpdst);
-        sh(cmd);
-        char *conv[] = {(char *)dsq, (char *)"convert", (char *)"fp8", (char *)"bf16", in, out, (char *)"-q", NULL};
-        const double t = run(conv, &rss);
-        if (rss > best_rss)
-            best_rss = rss;
-        if (t < best_dsq)
-            best_dsq = t;
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'; sync", out, cpdst);
-        sh(cmd);
-        char *cp[] = {(char *)"cp", cpsrc, cpdst, NULL};
-        const double tc = run(cp, NULL);
-        if (tc < best_cp)
-            best_cp = tc;
-        fprintf(stderr, "  run %d: dsq %.3f s, cp %.3f s\n", r + 1, t, tc);
-    }
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'; sync", out, cpdst);
-    sh(cmd);
+    const case_result a = convert_case(dsq, work, in, reps);
+    const case_result b = convert_case(dsq, work16, in16, reps);
+    print_case("convert fp8 bf16, 2 shards", &a, reps);
+    print_case("convert fp8 bf16, 16 shards of expert tensors", &b, reps);
+    if (quick)
+        return 0;
 
     /* FP8 -> Q4_K_M in one pass, beside the FP8 -> BF16 conversion */
     char gguf[1100];
@@ -384,18 +477,9 @@ int main(int argc, char **argv) {
     const double cold_q = cold_conv < 0 ? -1.0 : run_cold(quant);
     unlink(gguf);
 
-    const double gbs_dsq = (double)out_bytes / best_dsq / 1e9;
-    const double gbs_cp = (double)out_bytes / best_cp / 1e9;
-    printf("convert fp8 bf16: %.2f GB FP8 in -> %.2f GB BF16 out, best of %d\n",
-           (double)in_bytes / 1e9, (double)out_bytes / 1e9, reps);
-    printf("  dsq convert : %7.3f s  %6.2f GB/s written  peak RSS %.1f MiB (target < 256)\n",
-           best_dsq, gbs_dsq, (double)best_rss / 1024.0);
-    printf("  cp          : %7.3f s  %6.2f GB/s written\n", best_cp, gbs_cp);
-    printf("  ratio dsq/cp throughput: %.2f (target >= 0.80: conversion within 1.25x the copy)\n",
-           best_cp / best_dsq);
     printf("quantize FP8 -> Q4_K_M in one pass: %.3f s (%.2f GB GGUF), peak RSS %.1f MiB\n", tq,
            (double)q_bytes / 1e9, (double)q_rss / 1024.0);
-    printf("  ratio quantize/convert time: %.2f (target <= 2.00)\n", tq / best_dsq);
+    printf("  ratio quantize/convert time: %.2f (target <= 2.00)\n", tq / a.dsq_s);
     if (cold_q < 0) {
         printf("  cold cache: skipped (cannot write /proc/sys/vm/drop_caches: not root)\n");
     } else {

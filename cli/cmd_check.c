@@ -2,7 +2,7 @@
  *
  * A converted checkpoint is large and gets moved (rsync, object storage, another
  * machine); the manifest dsq wrote beside it (stream/stream.h) lists every file
- * with its size and xxh64, so the copy can be proved whole without the source. */
+ * with its size and hash, so the copy can be proved whole without the source. */
 #include <stdio.h>
 #include <string.h>
 
@@ -13,7 +13,7 @@ static const char usage_text[] =
     "usage: dsq check DIR [options]\n"
     "\n"
     "Rehashes every file that DIR/" DSQ_MANIFEST_NAME " lists (written by dsq convert)\n"
-    "and compares size and xxh64 (the value `xxhsum -H1` prints). Exit 0 when every\n"
+    "and compares size and xxh3 (the value `xxhsum -H3` prints). Exit 0 when every\n"
     "file is intact, 1 when one is missing or differs, 3 when the manifest is missing\n"
     "or unreadable.\n"
     "\n"

@@ -27,7 +27,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -36,6 +35,7 @@
 #include "model/json_edit.h"
 #include "core/checked.h"
 #include "core/file.h"
+#include "core/hash.h"
 #include "core/numeric.h"
 #include "core/rfile.h"
 #include "formats/st_checkpoint.h"
@@ -84,7 +84,7 @@ typedef struct ctx {
     char *in_path;
     uint8_t *inbuf; /* FP8 rows of one chunk */
     size_t inbuf_cap;
-    XXH64_state_t *part; /* of the source tensor being read */
+    dsq_hash *part; /* of the source tensor being read */
     float dec_e4m3[256], dec_e5m2[256];
     uint16_t *luts;
     size_t luts_cap; /* entries */
@@ -298,7 +298,7 @@ static dsq_status read_part(ctx *c, const dsq_st *sh, const job *j, void *buf, s
                             uint64_t off, dsq_err *err) {
     const uint64_t base = dsq_st_tensor_offset(sh, j->src_index);
     if (off == 0) {
-        XXH64_reset(c->part, 0);
+        dsq_hash_reset(c->part);
         dsq_rfile_willneed(&c->in, base, AHEAD);
     } else if ((off + n) / AHEAD != off / AHEAD) {
         dsq_rfile_willneed(&c->in, base + (off + n) / AHEAD * AHEAD + AHEAD, AHEAD);
@@ -306,10 +306,10 @@ static dsq_status read_part(ctx *c, const dsq_st *sh, const job *j, void *buf, s
     const dsq_status st = dsq_rfile_read(&c->in, buf, n, base + off, err);
     if (st != DSQ_OK)
         return st;
-    XXH64_update(c->part, buf, n);
+    dsq_hash_update(c->part, buf, n);
     if (off + n == j->src->nbytes) {
         shard_plan *sp = &c->plans[c->in_shard];
-        dsq_parts_set(&sp->parts, sp->part_of[j->src_index], XXH64_digest(c->part));
+        dsq_parts_set(&sp->parts, sp->part_of[j->src_index], dsq_hash_digest(c->part));
     }
     return DSQ_OK;
 }
@@ -422,20 +422,20 @@ static dsq_status fill_unread_parts(ctx *c, shard_plan *sp, dsq_err *err) {
         hdr = malloc(n);
         DSQ_CHECK(hdr != NULL, DSQ_NOMEM, err, "out of memory");
         DSQ_TRY(dsq_rfile_read(&c->in, hdr, n, 0, err));
-        dsq_parts_set(&sp->parts, 0, XXH64(hdr, n, 0));
+        dsq_parts_set(&sp->parts, 0, dsq_hash_buf(hdr, n));
     }
     for (size_t i = 0; i < dsq_st_count(sh); i++) {
         const dsq_tensor_view *v = dsq_st_tensor(sh, i);
         const size_t part = sp->part_of[i];
         if (part != SIZE_MAX && !sp->parts.have[part])
-            dsq_parts_set(&sp->parts, part, XXH64(v->data, (size_t)v->nbytes, 0));
+            dsq_parts_set(&sp->parts, part, dsq_hash_buf(v->data, (size_t)v->nbytes));
     }
 cleanup:
     free(hdr);
     return st;
 }
 
-/* {"file", "size", "parts_xxh64", "scales": {"NAME": "xxh64", ...}}: the
+/* {"file", "size", "parts_xxh3", "scales": {"NAME": "xxh3", ...}}: the
  * source shard, and the scales this shard used from other shards. */
 static dsq_status make_source_id(ctx *c, const shard_plan *sp, json_t **out, dsq_err *err) {
     dsq_status st = DSQ_OK;
@@ -452,10 +452,10 @@ static dsq_status make_source_id(ctx *c, const shard_plan *sp, json_t **out, dsq
             shard == sp->shard)
             continue;
         json_object_set_new(scales, j->scale->name,
-                            json_string(hex64(XXH64(j->scale->data, (size_t)j->scale->nbytes, 0), h)));
+                            json_string(hex64(dsq_hash_buf(j->scale->data, (size_t)j->scale->nbytes), h)));
     }
     id = json_pack("{s:s, s:I, s:s, s:O}", "file", sp->name, "size", (json_int_t)sp->src_size,
-                   "parts_xxh64", hex64(d, h), "scales", scales);
+                   "parts_xxh3", hex64(d, h), "scales", scales);
     DSQ_CHECK(id != NULL, DSQ_NOMEM, err, "out of memory");
     *out = id;
 cleanup:
@@ -757,7 +757,7 @@ dsq_status dsq_convert_fp8_bf16(const char *in_dir, const char *out_dir, const d
                 CONFIG_JSON);
         goto cleanup;
     }
-    c.part = XXH64_createState();
+    c.part = dsq_hash_new();
     DSQ_CHECK(c.part != NULL, DSQ_NOMEM, err, "out of memory");
     DSQ_TRY(write_all(&c, &so, max_cols, err));
 
@@ -766,8 +766,7 @@ cleanup:
     dsq_rfile_close(&c.in);
     free(c.in_path);
     free(c.inbuf);
-    if (c.part != NULL)
-        XXH64_freeState(c.part);
+    dsq_hash_free(c.part);
     for (size_t i = 0; i < c.n_plans; i++) {
         dsq_st_writer_free(c.plans[i].w);
         free(c.plans[i].jobs);

@@ -15,6 +15,7 @@
 #include <xxhash.h>
 
 #include "core/fault.h"
+#include "core/hash.h"
 #include "core/rfile.h"
 
 dsq_status dsq_map_open(dsq_map *m, const char *path, dsq_err *err) {
@@ -219,21 +220,24 @@ dsq_status dsq_copy_file(const char *src_path, const char *dir, const char *name
 #define COPY_PIECE ((size_t)1 << 20)
 
 dsq_status dsq_copy_file_hash(const char *src_path, const char *dir, const char *name,
-                              uint64_t *xxh64, uint64_t *size, dsq_err *err) {
+                              uint64_t *hash, uint64_t *size, dsq_err *err) {
     dsq_status st = DSQ_OK;
     dsq_rfile in = {-1, 0, src_path};
     dsq_outfile *f = NULL;
+    dsq_hash *h = dsq_hash_new();
     void *buf = malloc(COPY_PIECE);
-    DSQ_CHECK(buf != NULL, DSQ_NOMEM, err, "out of memory");
+    DSQ_CHECK(buf != NULL && h != NULL, DSQ_NOMEM, err, "out of memory");
     DSQ_TRY(dsq_rfile_open(&in, src_path, err));
     DSQ_TRY(dsq_outfile_open(&f, dir, name, err));
+    dsq_outfile_no_hash(f);
     for (uint64_t off = 0; off < in.size; off += COPY_PIECE) {
         const size_t n = in.size - off < COPY_PIECE ? (size_t)(in.size - off) : COPY_PIECE;
         DSQ_TRY(dsq_rfile_read(&in, buf, n, off, err));
+        dsq_hash_update(h, buf, n);
         DSQ_TRY(dsq_outfile_write(f, buf, n, err));
     }
-    if (xxh64 != NULL)
-        *xxh64 = dsq_outfile_xxh64(f);
+    if (hash != NULL)
+        *hash = dsq_hash_digest(h);
     if (size != NULL)
         *size = dsq_outfile_written(f);
     st = dsq_outfile_commit(f, err);
@@ -241,6 +245,7 @@ dsq_status dsq_copy_file_hash(const char *src_path, const char *dir, const char 
 cleanup:
     dsq_outfile_abort(f);
     dsq_rfile_close(&in);
+    dsq_hash_free(h);
     free(buf);
     return st;
 }
@@ -269,28 +274,44 @@ cleanup:
     return st;
 }
 
-dsq_status dsq_file_xxh64(const char *path, uint64_t *hash, uint64_t *size, dsq_err *err) {
+/* Reads a whole file with pread and hashes it, XXH64 or core/hash.h's. */
+static dsq_status hash_file(const char *path, int xxh3, uint64_t *hash, uint64_t *size,
+                            dsq_err *err) {
     dsq_status st = DSQ_OK;
     dsq_rfile in = {-1, 0, path};
-    XXH64_state_t *h = XXH64_createState();
+    XXH64_state_t *h = xxh3 ? NULL : XXH64_createState();
+    dsq_hash *h3 = xxh3 ? dsq_hash_new() : NULL;
     void *buf = malloc(COPY_PIECE);
-    DSQ_CHECK(h != NULL && buf != NULL, DSQ_NOMEM, err, "out of memory");
-    XXH64_reset(h, 0);
+    DSQ_CHECK((h != NULL || h3 != NULL) && buf != NULL, DSQ_NOMEM, err, "out of memory");
+    if (h != NULL)
+        XXH64_reset(h, 0);
     DSQ_TRY(dsq_rfile_open(&in, path, err));
     posix_fadvise(in.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     for (uint64_t off = 0; off < in.size; off += COPY_PIECE) {
         const size_t n = in.size - off < COPY_PIECE ? (size_t)(in.size - off) : COPY_PIECE;
         DSQ_TRY(dsq_rfile_read(&in, buf, n, off, err));
-        XXH64_update(h, buf, n);
+        if (h3 != NULL)
+            dsq_hash_update(h3, buf, n);
+        else
+            XXH64_update(h, buf, n);
     }
-    *hash = XXH64_digest(h);
+    *hash = h3 != NULL ? dsq_hash_digest(h3) : XXH64_digest(h);
     *size = in.size;
 cleanup:
     if (h != NULL)
         XXH64_freeState(h);
+    dsq_hash_free(h3);
     free(buf);
     dsq_rfile_close(&in);
     return st;
+}
+
+dsq_status dsq_file_xxh64(const char *path, uint64_t *hash, uint64_t *size, dsq_err *err) {
+    return hash_file(path, 0, hash, size, err);
+}
+
+dsq_status dsq_file_hash(const char *path, uint64_t *hash, uint64_t *size, dsq_err *err) {
+    return hash_file(path, 1, hash, size, err);
 }
 
 int dsq_is_dir(const char *path) {

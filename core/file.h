@@ -47,9 +47,9 @@ void dsq_outfile_abort(dsq_outfile *f);
 dsq_status dsq_write_file(const char *dir, const char *name, const void *buf, size_t n,
                           dsq_err *err);
 dsq_status dsq_copy_file(const char *src_path, const char *dir, const char *name, dsq_err *err);
-/* The same, giving the copy's xxHash64 and size (either may be NULL). */
+/* The same, giving the copy's core/hash.h hash and size (either may be NULL). */
 dsq_status dsq_copy_file_hash(const char *src_path, const char *dir, const char *name,
-                              uint64_t *xxh64, uint64_t *size, dsq_err *err);
+                              uint64_t *hash, uint64_t *size, dsq_err *err);
 
 /* Reads a whole small file (configs, indexes) into a NUL-terminated buffer;
  * larger than max_bytes is an error. Caller frees *out. */
@@ -66,6 +66,8 @@ char *dsq_path_join(const char *dir, const char *name);
 
 /* xxHash64 of a whole file. */
 dsq_status dsq_file_xxh64(const char *path, uint64_t *hash, uint64_t *size, dsq_err *err);
+/* The manifests' hash (core/hash.h: XXH3-64) of a whole file. */
+dsq_status dsq_file_hash(const char *path, uint64_t *hash, uint64_t *size, dsq_err *err);
 
 int dsq_is_dir(const char *path);
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include "core/hash.h"
 
 dsq_status dsq_rfile_open(dsq_rfile *f, const char *path, dsq_err *err) {
     struct stat sb;
@@ -105,30 +105,29 @@ size_t dsq_parts_find(const dsq_parts_hash *p, uint64_t off) {
     return lo < p->n && begin == off ? lo : p->n;
 }
 
-void dsq_parts_set(dsq_parts_hash *p, size_t part, uint64_t xxh64) {
+void dsq_parts_set(dsq_parts_hash *p, size_t part, uint64_t hash) {
     if (part < p->n) {
-        p->hashes[part] = xxh64;
+        p->hashes[part] = hash;
         p->have[part] = 1;
     }
 }
 
 dsq_status dsq_parts_digest(const dsq_parts_hash *p, uint64_t *out, dsq_err *err) {
-    XXH64_state_t *h = XXH64_createState();
+    dsq_hash *h = dsq_hash_new();
     if (h == NULL)
         return dsq_err_set(err, DSQ_NOMEM, "out of memory");
-    XXH64_reset(h, 0);
     for (size_t i = 0; i < p->n; i++) {
         if (!p->have[i]) {
-            XXH64_freeState(h);
+            dsq_hash_free(h);
             return dsq_err_set(err, DSQ_INVALID_ARG, "parts hash: part %zu was never read", i);
         }
         uint8_t le[8];
         for (int b = 0; b < 8; b++)
             le[b] = (uint8_t)(p->hashes[i] >> (8 * b));
-        XXH64_update(h, le, 8);
+        dsq_hash_update(h, le, 8);
     }
-    *out = XXH64_digest(h);
-    XXH64_freeState(h);
+    *out = dsq_hash_digest(h);
+    dsq_hash_free(h);
     return DSQ_OK;
 }
 
@@ -136,7 +135,7 @@ dsq_status dsq_parts_hash_file(dsq_parts_hash *p, const char *path, void *buf, s
                                dsq_err *err) {
     dsq_status st = DSQ_OK;
     dsq_rfile f = {-1, 0, path};
-    XXH64_state_t *h = XXH64_createState();
+    dsq_hash *h = dsq_hash_new();
     DSQ_CHECK(h != NULL && cap > 0, DSQ_NOMEM, err, "out of memory");
     DSQ_TRY(dsq_rfile_open(&f, path, err));
     const uint64_t total = p->n ? p->ends[p->n - 1] : 0;
@@ -145,19 +144,18 @@ dsq_status dsq_parts_hash_file(dsq_parts_hash *p, const char *path, void *buf, s
     posix_fadvise(f.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     uint64_t off = 0;
     for (size_t i = 0; i < p->n; i++) {
-        XXH64_reset(h, 0);
+        dsq_hash_reset(h);
         while (off < p->ends[i]) {
             const size_t n = p->ends[i] - off < cap ? (size_t)(p->ends[i] - off) : cap;
             DSQ_TRY(dsq_rfile_read(&f, buf, n, off, err));
-            XXH64_update(h, buf, n);
+            dsq_hash_update(h, buf, n);
             off += n;
         }
-        dsq_parts_set(p, i, XXH64_digest(h));
+        dsq_parts_set(p, i, dsq_hash_digest(h));
     }
 cleanup:
     dsq_rfile_close(&f);
-    if (h != NULL)
-        XXH64_freeState(h);
+    dsq_hash_free(h);
     return st;
 }
 

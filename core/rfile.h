@@ -11,8 +11,8 @@
  *
  * Parts hashing: a file's content identity that can be computed while its
  * parts are read in any order. The file is cut at given offsets into parts
- * that cover it; the identity is XXH64 (seed 0) of the parts' XXH64s (seed 0),
- * each as 8 little-endian bytes, in file order. A safetensors shard's parts
+ * that cover it; the identity is the hash (core/hash.h, XXH3-64) of the
+ * parts' hashes, each as 8 little-endian bytes, in file order. A safetensors shard's parts
  * are its 8 + N header bytes and then each tensor's data: a converter reads
  * every part once anyway, so identifying the source costs one more hash of
  * bytes that are in cache, not a second read of the file. */
@@ -54,7 +54,7 @@ dsq_status dsq_parts_init(dsq_parts_hash *p, size_t n, const uint64_t *ends, dsq
 void dsq_parts_free(dsq_parts_hash *p);
 /* The part that starts at off, or n when none does. */
 size_t dsq_parts_find(const dsq_parts_hash *p, uint64_t off);
-void dsq_parts_set(dsq_parts_hash *p, size_t part, uint64_t xxh64);
+void dsq_parts_set(dsq_parts_hash *p, size_t part, uint64_t hash);
 /* DSQ_OK and *out when every part is set, DSQ_INVALID_ARG otherwise. */
 dsq_status dsq_parts_digest(const dsq_parts_hash *p, uint64_t *out, dsq_err *err);
 /* Reads the whole file front to back (through buf, cap bytes) and sets

@@ -15,9 +15,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "core/file.h"
+#include "core/hash.h"
 #include "core/wqueue.h"
 
 /* Small buffers, several of them: a chunk handed to the writer thread is
@@ -38,7 +38,7 @@ typedef struct held_file {
 struct dsq_stream {
     const dsq_stream_opts *o;
     dsq_wqueue *q;
-    XXH64_state_t *hash; /* of the file being written */
+    dsq_hash *hash; /* of the file being written */
     dsq_outfile *cur;
     uint64_t cur_put; /* bytes of cur queued so far */
     json_t *manifest, *old_manifest;
@@ -157,7 +157,7 @@ dsq_status dsq_stream_open(dsq_stream **out, const dsq_stream_opts *o, size_t ma
     s->manifest = json_pack("{s:s, s:i, s:s, s:o}", "format", "dsq-manifest", "version",
                             DSQ_MANIFEST_VERSION, "tool", o->tool ? o->tool : "dsq", "files",
                             json_object());
-    s->hash = XXH64_createState();
+    s->hash = dsq_hash_new();
     DSQ_CHECK(s->manifest != NULL && s->hash != NULL, DSQ_NOMEM, err, "out of memory");
     size_t bs = o->buf_size ? o->buf_size : DEFAULT_BUF;
     if (max_item_chunk > bs)
@@ -180,7 +180,7 @@ void dsq_stream_plan(dsq_stream *s, const dsq_sink *sink) {
 static dsq_status record(dsq_stream *s, const char *name, uint64_t size, uint64_t hash,
                          json_t *source, dsq_err *err) {
     char h[17];
-    json_t *e = json_pack("{s:I, s:s}", "size", (json_int_t)size, "xxh64", hex64(hash, h));
+    json_t *e = json_pack("{s:I, s:s}", "size", (json_int_t)size, "xxh3", hex64(hash, h));
     if (e == NULL) {
         json_decref(source);
         return dsq_err_set(err, DSQ_NOMEM, "out of memory");
@@ -204,7 +204,7 @@ static dsq_status try_resume(dsq_stream *s, const dsq_sink *sink, const dsq_stre
     char h[17];
     struct stat sb;
     *keep = 0;
-    const json_t *sz = json_object_get(e, "size"), *xh = json_object_get(e, "xxh64");
+    const json_t *sz = json_object_get(e, "size"), *xh = json_object_get(e, "xxh3");
     const json_t *src = json_object_get(e, "source");
     if (!json_is_integer(sz) || (uint64_t)json_integer_value(sz) != want || !json_is_string(xh) ||
         src == NULL || d->source_id_now == NULL)
@@ -221,7 +221,7 @@ static dsq_status try_resume(dsq_stream *s, const dsq_sink *sink, const dsq_stre
     }
     uint64_t hash = 0, size = 0;
     dsq_err e2 = {0};
-    if (dsq_file_xxh64(path, &hash, &size, &e2) != DSQ_OK || size != want ||
+    if (dsq_file_hash(path, &hash, &size, &e2) != DSQ_OK || size != want ||
         strcmp(json_string_value(xh), hex64(hash, h)) != 0) {
         say(s, DSQ_LOG_INFO, "%s: not intact: writing it again", name);
         goto cleanup;
@@ -247,7 +247,7 @@ dsq_status dsq_stream_buf(dsq_stream *s, void **buf, dsq_err *err) {
 }
 
 dsq_status dsq_stream_put(dsq_stream *s, void *buf, size_t n, dsq_err *err) {
-    XXH64_update(s->hash, buf, n);
+    dsq_hash_update(s->hash, buf, n);
     const dsq_status st = dsq_wqueue_submit(s->q, buf, n, err);
     if (st != DSQ_OK)
         return st;
@@ -291,7 +291,7 @@ static dsq_status produce_file(dsq_stream *s, const dsq_sink *sink, const dsq_st
     DSQ_TRY(dsq_outfile_open(&s->cur, s->o->out_dir, name, err));
     dsq_outfile_no_hash(s->cur); /* hashed here, in put: the writer thread only writes */
     dsq_wqueue_set_sink(s->q, sink_outfile, s->cur);
-    XXH64_reset(s->hash, 0);
+    dsq_hash_reset(s->hash);
     s->cur_put = 0;
     DSQ_TRY(sink->head(sink->self, f, &head, &head_len, err));
     DSQ_TRY(put_bytes(s, head, head_len, err));
@@ -356,7 +356,7 @@ dsq_status dsq_stream_run(dsq_stream *s, const dsq_sink *sink, const dsq_stream_
         }
         DSQ_TRY(produce_file(s, sink, d, f, err));
         held[f].f = s->cur;
-        held[f].hash = XXH64_digest(s->hash);
+        held[f].hash = dsq_hash_digest(s->hash);
         s->cur = NULL;
         if (d->source_id != NULL)
             DSQ_TRY(d->source_id(d->user, f, &held[f].source, err));
@@ -382,7 +382,7 @@ dsq_status dsq_stream_write_file(dsq_stream *s, const char *name, const void *bu
     if (cancelled(s))
         return cancel_error(err);
     const dsq_status st = dsq_write_file(s->o->out_dir, name, buf, n, err);
-    return st != DSQ_OK ? st : record(s, name, n, XXH64(buf, n, 0), NULL, err);
+    return st != DSQ_OK ? st : record(s, name, n, dsq_hash_buf(buf, n), NULL, err);
 }
 
 dsq_status dsq_stream_copy_file(dsq_stream *s, const char *src_path, const char *rel,
@@ -422,8 +422,7 @@ void dsq_stream_free(dsq_stream *s) {
         return;
     dsq_wqueue_stop(s->q);
     dsq_outfile_abort(s->cur);
-    if (s->hash != NULL)
-        XXH64_freeState(s->hash);
+    dsq_hash_free(s->hash);
     json_decref(s->manifest);
     json_decref(s->old_manifest);
     free(s);
@@ -453,9 +452,9 @@ dsq_status dsq_stream_check_dir(const char *dir, dsq_check_report_fn report, voi
     const char *name;
     const json_t *e;
     json_object_foreach((json_t *)files, name, e) {
-        const json_t *sz = json_object_get(e, "size"), *xh = json_object_get(e, "xxh64");
+        const json_t *sz = json_object_get(e, "size"), *xh = json_object_get(e, "xxh3");
         DSQ_CHECK(json_is_integer(sz) && json_is_string(xh), DSQ_FORMAT, err,
-                  "%s: entry '%s' has no size or xxh64", p, name);
+                  "%s: entry '%s' has no size or xxh3", p, name);
         /* names come from a file that may have been edited: stay inside dir */
         DSQ_CHECK(name[0] != '/' && strstr(name, "..") == NULL, DSQ_FORMAT, err,
                   "%s: entry '%s' is not a path inside the directory", p, name);
@@ -466,7 +465,7 @@ dsq_status dsq_stream_check_dir(const char *dir, dsq_check_report_fn report, voi
         char h[17], detail[600];
         dsq_err e2 = {0};
         const uint64_t want = (uint64_t)json_integer_value(sz);
-        dsq_status fs = dsq_file_xxh64(fp, &hash, &size, &e2);
+        dsq_status fs = dsq_file_hash(fp, &hash, &size, &e2);
         detail[0] = '\0';
         if (fs == DSQ_NOT_FOUND) {
             snprintf(detail, sizeof detail, "missing");
@@ -478,7 +477,7 @@ dsq_status dsq_stream_check_dir(const char *dir, dsq_check_report_fn report, voi
                      want);
         } else if (strcmp(hex64(hash, h), json_string_value(xh)) != 0) {
             fs = DSQ_MISMATCH;
-            snprintf(detail, sizeof detail, "xxh64 %s, the manifest says %s", h,
+            snprintf(detail, sizeof detail, "xxh3 %s, the manifest says %s", h,
                      json_string_value(xh));
         }
         (*n_files)++;

@@ -19,13 +19,14 @@
  *
  * The manifest, rewritten after each finished file:
  *   {"format": "dsq-manifest", "version": 2, "tool": "...", "complete": bool,
- *    "files": {"NAME": {"size": bytes, "xxh64": "16 hex digits",
+ *    "files": {"NAME": {"size": bytes, "xxh3": "16 hex digits",
  *                       "source": <the driver's source identity, if any>}}}
- * xxh64 is XXH64 (seed 0) of the whole file, as `xxhsum -H1` prints it; NAME
+ * xxh3 is XXH3-64 (seed 0; core/hash.h says why not XXH64) of the whole file,
+ * as `xxhsum -H3` prints it; NAME
  * is relative to the output directory ("sub/file" for copied subdirectories).
  * --resume keeps a file only if its entry's source identity equals the one
  * the driver computes from the sources as they are now, and the file's size
- * and xxh64 match; `dsq check DIR` rehashes every file listed.
+ * and hash match; `dsq check DIR` rehashes every file listed.
  *
  * Usage: dsq_stream_preflight; (plan, validate the input); dsq_stream_open;
  * dsq_stream_run(sink, driver) per sink; side files with
@@ -139,7 +140,7 @@ void dsq_stream_free(dsq_stream *s);
 
 /* The manifest's side for `dsq check`: rehashes every file the manifest of
  * dir lists. Calls report(user, name, status) per file, status DSQ_OK,
- * DSQ_MISMATCH (size or hash differs) or DSQ_NOT_FOUND; *n_bad gets the count
+ * DSQ_MISMATCH (size or hash differs), DSQ_NOT_FOUND or another error; *n_bad gets the count
  * of files that are not DSQ_OK. Fails (DSQ_FORMAT, DSQ_NOT_FOUND) only when
  * the manifest itself is missing or unreadable. */
 typedef void (*dsq_check_report_fn)(void *user, const char *name, uint64_t size,

@@ -27,7 +27,7 @@ python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[-3]^=
 "$dsq" check "$out" >"$tmp/o" 2>"$tmp/e"
 rc=$?
 [ $rc -eq 1 ] || fail "a changed byte: exit $rc, expected 1"
-grep -q "^mismatch *$s1: xxh64" "$tmp/e" || fail "a changed byte: not named: $(cat "$tmp/e")"
+grep -q "^mismatch *$s1: xxh3" "$tmp/e" || fail "a changed byte: not named: $(cat "$tmp/e")"
 rm "$out/tokenizer.json"
 "$dsq" check "$out" --json >"$tmp/j" 2>"$tmp/e"
 [ $? -eq 1 ] || fail "a missing file: expected exit 1"
