@@ -6,7 +6,7 @@ set -eu
 build=${BUILD:-build/release}
 work=${BENCH_DIR:-build/bench-data}
 mkdir -p "$work"
-echo "== dsq convert fp8 bf16 vs cp (issue: ratio >= 0.8, peak RSS < 256 MiB)"
+echo "== dsq convert fp8 bf16 vs cp, 2 shards and 16 shards of expert tensors (issue: ratio >= 0.8, peak RSS < 256 MiB, both shapes)"
 "$build/bench/bench_convert" ./dsq "$work/convert" "${BENCH_REPS:-3}" "${DSQ_SHARED:-../shared}"
 echo "== dsq ppl: forward-pass speed, GEMM share and machine peak (issue: >= 175 tokens/s on a 400M F32 llama at ctx 256, 2 threads; >= 50% of time in GEMM at >= 50% of peak)"
 "$build/bench/bench_ppl" "$work" "${DSQ_SHARED:-../shared}" "${BENCH_THREADS:-2}" "${BENCH_PPL_CHUNKS:-4}"
