@@ -67,6 +67,10 @@ int dsq_cli_exit_code(dsq_status st);
 /* 0 when path exists; else prints "dsq CMD: PATH: no such file or directory" and returns
  * DSQ_EXIT_INPUT, so every command names a missing input the same way, as it was given. */
 int dsq_cli_need_input(const char *cmd, const char *path);
+/* Refuses, before any weight is read, an output file that cannot be written (core/file.h
+ * dsq_check_out_file: a missing or unwritable parent, a directory where the file goes):
+ * 0, or the one-line message printed and DSQ_EXIT_IO / DSQ_EXIT_USAGE returned. */
+int dsq_cli_check_out_file(const char *cmd, const char *path);
 
 /* The library's log callback (core/report.h); user is a dsq_cli. Warnings as dsq_cli_warn;
  * notes (unless quiet) on stderr prefixed "dsq CMD: note: " or, for a command whose notes are

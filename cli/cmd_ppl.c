@@ -193,7 +193,9 @@ int dsq_cmd_ppl(int argc, char **argv) {
                  .json = p.json || (p.json_out != NULL && strcmp(p.json_out, "-") == 0)};
     if ((rc = dsq_cli_need_input(CMD, p.model)) != 0 ||
         (p.tokens != NULL && (rc = dsq_cli_need_input(CMD, p.tokens)) != 0) ||
-        (p.text != NULL && (rc = dsq_cli_need_input(CMD, p.text)) != 0))
+        (p.text != NULL && (rc = dsq_cli_need_input(CMD, p.text)) != 0) ||
+        (p.json_out != NULL && strcmp(p.json_out, "-") != 0 &&
+         (rc = dsq_cli_check_out_file(CMD, p.json_out)) != 0))
         return rc;
 
     dsq_err err = {0};

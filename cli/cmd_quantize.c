@@ -239,7 +239,8 @@ int dsq_cmd_quantize(int argc, char **argv) {
     o.tensor_types = tt;
     if ((rc = parse_args(argc, argv, &o, tt, &c, pos, &npos)) != 0 ||
         (rc = dsq_cli_need_input(CMD, pos[0])) != 0 ||
-        (o.imatrix != NULL && (rc = dsq_cli_need_input(CMD, o.imatrix)) != 0)) {
+        (o.imatrix != NULL && (rc = dsq_cli_need_input(CMD, o.imatrix)) != 0) ||
+        (!o.dry_run && (rc = dsq_cli_check_out_file(CMD, pos[1])) != 0)) {
         free(tt);
         return rc;
     }

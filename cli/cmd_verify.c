@@ -209,6 +209,14 @@ int dsq_cmd_verify(int argc, char **argv) {
         if (missing != 0)
             return missing;
     }
+    /* outputs that cannot be written are refused before any weight is read */
+    const char *outputs[] = {json_path != NULL && strcmp(json_path, "-") != 0 ? json_path : NULL,
+                             save_path};
+    for (size_t k = 0; k < sizeof outputs / sizeof outputs[0]; k++) {
+        const int bad = outputs[k] != NULL ? dsq_cli_check_out_file(CMD, outputs[k]) : 0;
+        if (bad != 0)
+            return bad;
+    }
     /* human lines go to stderr whenever the document goes to stdout */
     FILE *human = json || (json_path != NULL && strcmp(json_path, "-") == 0) ? stderr : stdout;
 

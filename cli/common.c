@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "core/file.h"
 
 int dsq_cli_exit_code(dsq_status st) {
     switch (st) {
@@ -119,6 +120,12 @@ int dsq_cli_need_input(const char *cmd, const char *path) {
         return 0; /* other failures (permissions) are the reader's to name */
     dsq_cli_error(cmd, "%s: no such file or directory", path);
     return DSQ_EXIT_INPUT;
+}
+
+int dsq_cli_check_out_file(const char *cmd, const char *path) {
+    dsq_err err = {0};
+    const dsq_status st = dsq_check_out_file(path, &err);
+    return st == DSQ_OK ? 0 : dsq_cli_fail(cmd, st, &err);
 }
 
 void dsq_cli_log_cb(void *user, dsq_log_level lvl, const char *msg) {

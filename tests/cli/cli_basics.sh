@@ -114,6 +114,33 @@ expect_rc 0 "inspect --json" "$dsq" inspect "$tmp/out4/model-00001-of-00002.safe
 grep -q '"format": "pt"' "$tmp/out" || fail "inspect --json lacks the shard metadata"
 grep -q '"tensor_count"' "$tmp/out" || fail "inspect --json lacks tensor_count"
 
+# outputs that cannot work are refused before any weight is read: one line, exit 2 (a
+# directory where a file goes) or 4 (no parent directory), nothing on stdout, nothing left
+llama="$shared/data/tiny-models/tiny-llama"
+toks="$shared/data/tiny-models/eval.tokens.txt"
+mkdir "$tmp/outdir"
+refuse() { # rc what command...
+    want=$1; what=$2; shift 2
+    expect_rc "$want" "$what" "$@"
+    one_line "$what"
+    [ ! -s "$tmp/out" ] || fail "$what: work was done: $(cat "$tmp/out")"
+}
+refuse 2 "quantize to a directory" "$dsq" quantize "$llama" "$tmp/outdir" --type Q8_0
+grep -qx "dsq quantize: $tmp/outdir: is a directory" "$tmp/err" || fail "$(cat "$tmp/err")"
+[ -z "$(ls -A "$tmp/outdir")" ] || fail "quantize left something in $tmp/outdir"
+refuse 4 "quantize, no parent" "$dsq" quantize "$llama" "$tmp/no/x.gguf" --type Q8_0
+grep -q "^dsq quantize: $tmp/no/x.gguf: " "$tmp/err" || fail "$(cat "$tmp/err")"
+refuse 4 "ppl --json-out, no parent" "$dsq" ppl "$llama" --tokens "$toks" \
+    --json-out "$tmp/missing/dir/x.json"
+grep -q "^dsq ppl: $tmp/missing/dir/x.json: " "$tmp/err" || fail "$(cat "$tmp/err")"
+refuse 4 "verify --json-out, no parent" "$dsq" verify --ref "$llama" --model "$llama" \
+    --tokens "$toks" --json-out "$tmp/missing/v.json"
+refuse 4 "verify --save-ref, no parent" "$dsq" verify --ref "$llama" --model "$llama" \
+    --tokens "$toks" --save-ref "$tmp/missing/ref.bin"
+grep -q "^dsq verify: $tmp/missing/ref.bin: " "$tmp/err" || fail "$(cat "$tmp/err")"
+refuse 2 "verify --save-ref to a directory" "$dsq" verify --ref "$llama" --model "$llama" \
+    --tokens "$toks" --save-ref "$tmp/outdir"
+
 # an unwritable output directory is an I/O error (exit 4), not a crash
 if [ "$(id -u)" -ne 0 ]; then
     mkdir "$tmp/ro" && chmod 500 "$tmp/ro"
