@@ -56,6 +56,8 @@ static void clear_bar(const dsq_cli *c) {
 
 /* "dsq CMD: " + the formatted text, escaped, + tail, one line on stderr */
 static void vline(const char *cmd, const char *what, const char *tail, const char *fmt,
+                  va_list ap) __attribute__((format(printf, 4, 0)));
+static void vline(const char *cmd, const char *what, const char *tail, const char *fmt,
                   va_list ap) {
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
