@@ -216,6 +216,10 @@ int dsq_cmd_ppl(int argc, char **argv) {
         goto done;
     }
     const double load_s = dsq_now() - t_load;
+    const int64_t n_train = dsq_model_get_config(m)->n_ctx_train;
+    if (n_train > 0 && p.ctx > n_train)
+        dsq_cli_warn(&c, "--ctx %lld is beyond the model's max_position_embeddings (%lld): "
+                     "positions it was not trained for", (long long)p.ctx, (long long)n_train);
     if (p.text != NULL) {
         dsq_tokenizer *tok = NULL;
         st = dsq_model_tokenizer(m, &tok, &err);

@@ -90,6 +90,19 @@ expect_rc 2 "ppl --json FILE" "$dsq" ppl "$tm/tiny-llama" --tokens "$tm/eval.tok
 grep -q "use --json-out" "$tmp/err" || fail "--json FILE: $(cat "$tmp/err")"
 one_line_err "--json FILE"
 
+# a window longer than the model was trained for (the tiny llama's config.json and its GGUF
+# say 1024) runs, with a warning
+expect_rc 0 "ppl --ctx 2048" "$dsq" ppl "$tm/tiny-llama" --tokens "$tm/eval.tokens.txt" \
+    --ctx 2048 --chunks 1 -q
+grep -qx "dsq ppl: warning: --ctx 2048 is beyond the model's max_position_embeddings (1024): .*" \
+    "$tmp/err" || fail "no --ctx warning: $(cat "$tmp/err")"
+expect_rc 0 "ppl gguf --ctx 2048" "$dsq" ppl "$tmp/l.gguf" --tokens "$tm/eval.tokens.txt" \
+    --ctx 2048 --chunks 1 -q
+grep -q "max_position_embeddings (1024)" "$tmp/err" || fail "no --ctx warning (gguf)"
+expect_rc 0 "ppl --ctx 1024" "$dsq" ppl "$tm/tiny-llama" --tokens "$tm/eval.tokens.txt" \
+    --ctx 1024 --chunks 1 -q
+[ ! -s "$tmp/err" ] || fail "--ctx 1024 warns: $(cat "$tmp/err")"
+
 # usage errors: exit 2
 expect_rc 2 "ppl without args" "$dsq" ppl
 expect_rc 2 "ppl without --tokens" "$dsq" ppl "$tm/tiny-llama"
