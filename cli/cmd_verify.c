@@ -109,37 +109,35 @@ static int tokenize(const dsq_model *m, const char *text_path, int32_t **ids, in
     return st == DSQ_OK ? 0 : dsq_cli_fail(CMD, st, &err);
 }
 
-int dsq_cmd_verify(int argc, char **argv) {
-    const char *ref_path = NULL, *cand_path = NULL, *text_path = NULL, *tokens_path = NULL,
-               *json_path = NULL, *save_path = NULL, *load_path = NULL;
-    int64_t ctx = 512, chunks = 0, topk = DSQ_REF_TOPK, stream_windows = 0;
-    int threads = 0, json = 0, json_at = -1;
-    int ctx_given = 0, chunks_given = 0, topk_given = 0, quiet = 0, fp8_f32 = 0, stream = 0;
-    double max_ratio = -1, max_kld = -1, max_p99 = -1, min_top1 = -1;
+typedef struct verify_args {
+    const char *ref, *cand, *text, *tokens, *json_out, *save, *load;
+    int64_t ctx, chunks, topk, stream_windows;
+    int threads, json, ctx_given, chunks_given, topk_given, quiet, fp8_f32, stream;
+    double max_ratio, max_kld, max_p99, min_top1; /* < 0: not given */
+} verify_args;
+
+/* argv into va; 0, or the usage error's exit code (printed) */
+static int parse_args(int argc, char **argv, verify_args *va) {
     dsq_err perr = {0};
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            fputs(usage_text, stdout);
-            return DSQ_EXIT_OK;
-        }
+    int json_at = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         const char **sp = NULL;
         if (strcmp(a, "--ref") == 0)
-            sp = &ref_path;
+            sp = &va->ref;
         else if (strcmp(a, "--model") == 0)
-            sp = &cand_path;
+            sp = &va->cand;
         else if (strcmp(a, "--text") == 0)
-            sp = &text_path;
+            sp = &va->text;
         else if (strcmp(a, "--tokens") == 0)
-            sp = &tokens_path;
+            sp = &va->tokens;
         else if (strcmp(a, "--json-out") == 0)
-            sp = &json_path;
+            sp = &va->json_out;
         else if (strcmp(a, "--save-ref") == 0)
-            sp = &save_path;
+            sp = &va->save;
         else if (strcmp(a, "--load-ref") == 0)
-            sp = &load_path;
+            sp = &va->load;
         if (sp != NULL) {
             if (v == NULL || *v == '\0')
                 return dsq_cli_usage(CMD, "%s needs a path", a);
@@ -149,35 +147,36 @@ int dsq_cmd_verify(int argc, char **argv) {
         }
         dsq_status ok = DSQ_OK;
         if (strcmp(a, "--ctx") == 0)
-            ok = dsq_parse_count(v, 4, 1 << 20, &ctx, &perr), ctx_given = 1;
+            ok = dsq_parse_count(v, 4, 1 << 20, &va->ctx, &perr), va->ctx_given = 1;
         else if (strcmp(a, "--chunks") == 0)
-            ok = dsq_parse_count(v, 1, (int64_t)1 << 40, &chunks, &perr), chunks_given = 1;
+            ok = dsq_parse_count(v, 1, (int64_t)1 << 40, &va->chunks, &perr),
+            va->chunks_given = 1;
         else if (strcmp(a, "--threads") == 0)
-            ok = dsq_parse_threads(v, &threads, &perr);
+            ok = dsq_parse_threads(v, &va->threads, &perr);
         else if (strcmp(a, "--ref-topk") == 0)
-            ok = dsq_parse_count(v, 1, DSQ_REF_TOPK_MAX, &topk, &perr), topk_given = 1;
+            ok = dsq_parse_count(v, 1, DSQ_REF_TOPK_MAX, &va->topk, &perr), va->topk_given = 1;
         else if (strcmp(a, "--max-ppl-ratio") == 0)
-            ok = dsq_parse_real(v, 0, 1e30, &max_ratio, &perr);
+            ok = dsq_parse_real(v, 0, 1e30, &va->max_ratio, &perr);
         else if (strcmp(a, "--max-kld") == 0)
-            ok = dsq_parse_real(v, 0, 1e30, &max_kld, &perr);
+            ok = dsq_parse_real(v, 0, 1e30, &va->max_kld, &perr);
         else if (strcmp(a, "--max-kld-p99") == 0)
-            ok = dsq_parse_real(v, 0, 1e30, &max_p99, &perr);
+            ok = dsq_parse_real(v, 0, 1e30, &va->max_p99, &perr);
         else if (strcmp(a, "--min-top1") == 0)
-            ok = dsq_parse_real(v, 0, 1, &min_top1, &perr);
+            ok = dsq_parse_real(v, 0, 1, &va->min_top1, &perr);
         else if (strcmp(a, "--stream-windows") == 0)
-            ok = dsq_parse_count(v, 1, INT32_MAX, &stream_windows, &perr), stream = 1;
+            ok = dsq_parse_count(v, 1, INT32_MAX, &va->stream_windows, &perr), va->stream = 1;
         else if (strcmp(a, "--json") == 0) {
-            json = 1;
+            va->json = 1;
             json_at = i;
             continue;
         } else if (strcmp(a, "--fp8-f32") == 0) {
-            fp8_f32 = 1;
+            va->fp8_f32 = 1;
             continue;
         } else if (strcmp(a, "--stream-layers") == 0) {
-            stream = 1;
+            va->stream = 1;
             continue;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-            quiet = 1;
+            va->quiet = 1;
             continue;
         } else if (a[0] == '-' && a[1] != '\0') {
             return dsq_cli_usage(CMD, "unknown option '%s'", a);
@@ -190,99 +189,116 @@ int dsq_cmd_verify(int argc, char **argv) {
             return dsq_cli_bad_value(CMD, a, &perr);
         i++;
     }
+    return 0;
+}
+
+/* The combination of options, the inputs and the outputs, before any weight is read. */
+static int check_args(const verify_args *va) {
     const char *why = NULL;
-    if (cand_path == NULL)
+    if (va->cand == NULL)
         why = "--model CAND is required";
-    else if ((ref_path == NULL) == (load_path == NULL))
+    else if ((va->ref == NULL) == (va->load == NULL))
         why = "give one of --ref REF and --load-ref FILE";
-    else if (save_path != NULL && ref_path == NULL)
+    else if (va->save != NULL && va->ref == NULL)
         why = "--save-ref needs --ref";
-    else if (topk_given && ref_path == NULL)
+    else if (va->topk_given && va->ref == NULL)
         why = "--ref-topk needs --ref (a --load-ref file has its own)";
-    else if ((text_path == NULL) == (tokens_path == NULL))
+    else if ((va->text == NULL) == (va->tokens == NULL))
         why = "give one of --text FILE and --tokens FILE";
     if (why != NULL)
         return dsq_cli_usage(CMD, "%s", why);
-    const char *inputs[] = {ref_path, load_path, cand_path, text_path, tokens_path};
+    const char *inputs[] = {va->ref, va->load, va->cand, va->text, va->tokens};
     for (size_t k = 0; k < sizeof inputs / sizeof inputs[0]; k++) {
         const int missing = inputs[k] != NULL ? dsq_cli_need_input(CMD, inputs[k]) : 0;
         if (missing != 0)
             return missing;
     }
-    /* outputs that cannot be written are refused before any weight is read */
-    const char *outputs[] = {json_path != NULL && strcmp(json_path, "-") != 0 ? json_path : NULL,
-                             save_path};
+    const int json_file = va->json_out != NULL && strcmp(va->json_out, "-") != 0;
+    const char *outputs[] = {json_file ? va->json_out : NULL, va->save};
     for (size_t k = 0; k < sizeof outputs / sizeof outputs[0]; k++) {
         const int bad = outputs[k] != NULL ? dsq_cli_check_out_file(CMD, outputs[k]) : 0;
         if (bad != 0)
             return bad;
     }
-    /* human lines go to stderr whenever the document goes to stdout */
-    FILE *human = json || (json_path != NULL && strcmp(json_path, "-") == 0) ? stderr : stdout;
+    return 0;
+}
 
+/* REF's logits: loaded from --load-ref, or computed (then --save-ref); tokenizes --text
+ * with REF when it runs. 0 or the exit code (printed). */
+static int reference(const verify_args *va, int64_t per_pass, int32_t **ids, int64_t *n_ids,
+                     dsq_ref_logits **ref) {
     dsq_err err = {0};
     dsq_status st;
     dsq_model *m = NULL;
-    dsq_ref_logits *ref = NULL;
-    int32_t *ids = NULL;
-    int64_t n_ids = 0;
-    json_t *js = NULL;
-    int rc = DSQ_EXIT_OK;
-    /* verify/kld.h's stream: 0 whole model, else windows a layer-streamed pass */
-    const int64_t per_pass = !stream ? 0 : stream_windows > 0 ? stream_windows : DSQ_STREAM_ALL;
-    if (tokens_path != NULL && (st = dsq_tokens_read(tokens_path, &ids, &n_ids, &err)) != DSQ_OK)
-        return dsq_cli_fail(CMD, st, &err);
-    if (load_path != NULL) {
-        if ((st = dsq_ref_load(&ref, load_path, &err)) != DSQ_OK) {
-            rc = dsq_cli_fail(CMD, st, &err);
-            goto done;
-        }
-        if ((ctx_given && ctx != ref->n_ctx) || (chunks_given && chunks != ref->n_chunks)) {
-            rc = dsq_cli_usage(CMD, "%s was made with --ctx %lld and %lld chunks; give the same "
-                               "or leave them out",
-                               load_path, (long long)ref->n_ctx, (long long)ref->n_chunks);
-            goto done;
-        }
-    } else {
-        /* the reference first, then freed: one model in memory at a time */
-        if ((rc = open_model(ref_path, threads, fp8_f32, stream, &m)) != 0)
-            goto done;
-        if (text_path != NULL && (rc = tokenize(m, text_path, &ids, &n_ids)) != 0)
-            goto done;
-        vprog prog = {.what = "ref", .unit = stream ? "layer" : "chunk"};
-        dsq_progress_init(&prog.bar, "ref", quiet);
-        dsq_ppl_opts po;
-        memset(&po, 0, sizeof po);
-        po.n_ctx = ctx;
-        po.n_chunks = chunks;
-        po.bos = dsq_model_get_config(m)->bos;
-        po.nthreads = threads;
-        po.progress = progress_cb;
-        po.progress_user = &prog;
-        st = dsq_ref_compute(m, ids, n_ids, &po, (int32_t)topk, per_pass, &ref, &err);
-        dsq_progress_done(&prog.bar);
-        dsq_model_close(m);
-        m = NULL;
-        if (st != DSQ_OK) {
-            rc = dsq_cli_fail(CMD, st, &err);
-            goto done;
-        }
-        if (save_path != NULL && (st = dsq_ref_save(ref, save_path, &err)) != DSQ_OK) {
-            rc = dsq_cli_fail(CMD, st, &err);
-            goto done;
-        }
+    int rc = 0;
+    if (va->load != NULL) {
+        if ((st = dsq_ref_load(ref, va->load, &err)) != DSQ_OK)
+            return dsq_cli_fail(CMD, st, &err);
+        if ((va->ctx_given && va->ctx != (*ref)->n_ctx) ||
+            (va->chunks_given && va->chunks != (*ref)->n_chunks))
+            return dsq_cli_usage(CMD, "%s was made with --ctx %lld and %lld chunks; give the "
+                                 "same or leave them out",
+                                 va->load, (long long)(*ref)->n_ctx, (long long)(*ref)->n_chunks);
+        return 0;
     }
-    if ((rc = open_model(cand_path, threads, fp8_f32, stream, &m)) != 0)
+    /* the reference first, then freed: one model in memory at a time */
+    if ((rc = open_model(va->ref, va->threads, va->fp8_f32, va->stream, &m)) != 0)
+        return rc;
+    if (va->text != NULL && (rc = tokenize(m, va->text, ids, n_ids)) != 0)
         goto done;
-    if (ids == NULL && (rc = tokenize(m, text_path, &ids, &n_ids)) != 0)
-        goto done;
-    dsq_kld_result r;
-    if ((st = dsq_kld_run(m, ref, ids, n_ids, threads, per_pass, &r, &err)) != DSQ_OK) {
+    vprog prog = {.what = "ref", .unit = va->stream ? "layer" : "chunk"};
+    dsq_progress_init(&prog.bar, "ref", va->quiet);
+    dsq_ppl_opts po;
+    memset(&po, 0, sizeof po);
+    po.n_ctx = va->ctx;
+    po.n_chunks = va->chunks;
+    po.bos = dsq_model_get_config(m)->bos;
+    po.nthreads = va->threads;
+    po.progress = progress_cb;
+    po.progress_user = &prog;
+    st = dsq_ref_compute(m, *ids, *n_ids, &po, (int32_t)va->topk, per_pass, ref, &err);
+    dsq_progress_done(&prog.bar);
+    if (st == DSQ_OK && va->save != NULL)
+        st = dsq_ref_save(*ref, va->save, &err);
+    if (st != DSQ_OK)
         rc = dsq_cli_fail(CMD, st, &err);
-        goto done;
-    }
+done:
+    dsq_model_close(m);
+    return rc;
+}
 
-    /* thresholds */
+/* The JSON document to stdout (--json, --json-out -) or to the --json-out file. */
+static int write_json(const verify_args *va, const dsq_kld_result *r, int pass, json_t *failed) {
+    json_t *th = json_object();
+    if (va->max_ratio >= 0)
+        json_object_set_new(th, "max_ppl_ratio", json_real(va->max_ratio));
+    if (va->max_kld >= 0)
+        json_object_set_new(th, "max_kld", json_real(va->max_kld));
+    if (va->max_p99 >= 0)
+        json_object_set_new(th, "max_kld_p99", json_real(va->max_p99));
+    if (va->min_top1 >= 0)
+        json_object_set_new(th, "min_top1", json_real(va->min_top1));
+    json_t *js = json_pack(
+        "{s:{s:f,s:f,s:f,s:o},s:{s:f,s:f,s:f,s:o},s:f,s:{s:f,s:f,s:f,s:i},"
+        "s:f,s:b,s:O,s:o,s:I,s:I,s:I,s:f}",
+        "ref", "ppl", r->ref_ppl, "ppl_stderr", r->ref_ppl_stderr, "nll_mean", r->ref_nll_mean,
+        "path", dsq_cli_json_str(va->ref != NULL ? va->ref : va->load), "model", "ppl", r->ppl,
+        "ppl_stderr", r->ppl_stderr, "nll_mean", r->nll_mean, "path", dsq_cli_json_str(va->cand),
+        "ppl_ratio", r->ppl_ratio, "kld", "mean", r->kld_mean, "p99", r->kld_p99, "max",
+        r->kld_max, "top_k", (int)r->k, "top1", r->top1, "pass", pass, "failed", failed,
+        "thresholds", th, "n_scored", (json_int_t)r->n_scored, "ctx", (json_int_t)r->n_ctx,
+        "n_chunks", (json_int_t)r->n_chunks, "seconds", r->seconds);
+    const int rc = dsq_cli_json_write(CMD, js, JSON_INDENT(2) | JSON_REAL_PRECISION(12),
+                                      va->json_out);
+    json_decref(js);
+    return rc;
+}
+
+/* The thresholds, the report, the JSON; DSQ_EXIT_OK, DSQ_EXIT_CHECK_FAILED or an error. */
+static int report(const verify_args *va, const dsq_kld_result *r) {
+    /* human lines go to stderr whenever the document goes to stdout */
+    FILE *human =
+        va->json || (va->json_out != NULL && strcmp(va->json_out, "-") == 0) ? stderr : stdout;
     json_t *failed = json_array();
     char msg[512] = "";
     size_t ml = 0;
@@ -292,74 +308,77 @@ int dsq_cmd_verify(int argc, char **argv) {
         ml += (size_t)snprintf(msg + ml, ml < sizeof msg ? sizeof msg - ml : 0, "%s" fmt,          \
                                ml ? "; " : "", __VA_ARGS__);                                       \
     } while (0)
-    if (max_ratio >= 0 && !(r.ppl_ratio <= max_ratio))
-        CROSSED("max-ppl-ratio", "ppl ratio %.6f > --max-ppl-ratio %g", r.ppl_ratio, max_ratio);
-    if (max_kld >= 0 && !(r.kld_mean <= max_kld))
-        CROSSED("max-kld", "mean KLD %.6f > --max-kld %g", r.kld_mean, max_kld);
-    if (max_p99 >= 0 && !(r.kld_p99 <= max_p99))
-        CROSSED("max-kld-p99", "p99 KLD %.6f > --max-kld-p99 %g", r.kld_p99, max_p99);
-    if (min_top1 >= 0 && !(r.top1 >= min_top1))
-        CROSSED("min-top1", "top-1 agreement %.6f < --min-top1 %g", r.top1, min_top1);
+    if (va->max_ratio >= 0 && !(r->ppl_ratio <= va->max_ratio))
+        CROSSED("max-ppl-ratio", "ppl ratio %.6f > --max-ppl-ratio %g", r->ppl_ratio,
+                va->max_ratio);
+    if (va->max_kld >= 0 && !(r->kld_mean <= va->max_kld))
+        CROSSED("max-kld", "mean KLD %.6f > --max-kld %g", r->kld_mean, va->max_kld);
+    if (va->max_p99 >= 0 && !(r->kld_p99 <= va->max_p99))
+        CROSSED("max-kld-p99", "p99 KLD %.6f > --max-kld-p99 %g", r->kld_p99, va->max_p99);
+    if (va->min_top1 >= 0 && !(r->top1 >= va->min_top1))
+        CROSSED("min-top1", "top-1 agreement %.6f < --min-top1 %g", r->top1, va->min_top1);
 #undef CROSSED
     const int pass = json_array_size(failed) == 0;
+    int rc = DSQ_EXIT_OK;
 
-    fprintf(human, "ref   PPL = %.4f +/- %.5f\n", r.ref_ppl, r.ref_ppl_stderr);
-    fprintf(human, "model PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
-    fprintf(human, "ppl ratio = %.6f\n", r.ppl_ratio);
-    fprintf(human, "KLD mean = %.6f  p99 = %.6f  max = %.6f  (top-%d + rest)\n", r.kld_mean,
-            r.kld_p99, r.kld_max, (int)r.k);
+    fprintf(human, "ref   PPL = %.4f +/- %.5f\n", r->ref_ppl, r->ref_ppl_stderr);
+    fprintf(human, "model PPL = %.4f +/- %.5f\n", r->ppl, r->ppl_stderr);
+    fprintf(human, "ppl ratio = %.6f\n", r->ppl_ratio);
+    fprintf(human, "KLD mean = %.6f  p99 = %.6f  max = %.6f  (top-%d + rest)\n", r->kld_mean,
+            r->kld_p99, r->kld_max, (int)r->k);
     fprintf(human, "top-1 agreement = %.4f%%  (%lld positions, %lld chunk%s of %lld)\n",
-            100.0 * r.top1, (long long)r.n_scored, (long long)r.n_chunks,
-            dsq_cli_s((size_t)r.n_chunks), (long long)r.n_ctx);
+            100.0 * r->top1, (long long)r->n_scored, (long long)r->n_chunks,
+            dsq_cli_s((size_t)r->n_chunks), (long long)r->n_ctx);
     fprintf(human, "%s\n", pass ? "PASS" : "FAIL");
     if (!pass) {
         dsq_cli_error(CMD, "FAIL: %s", msg);
         rc = DSQ_EXIT_CHECK_FAILED;
     }
-
-    if (json || json_path != NULL) {
-        json_t *th = json_object();
-        if (max_ratio >= 0)
-            json_object_set_new(th, "max_ppl_ratio", json_real(max_ratio));
-        if (max_kld >= 0)
-            json_object_set_new(th, "max_kld", json_real(max_kld));
-        if (max_p99 >= 0)
-            json_object_set_new(th, "max_kld_p99", json_real(max_p99));
-        if (min_top1 >= 0)
-            json_object_set_new(th, "min_top1", json_real(min_top1));
-        js = json_pack("{s:{s:f,s:f,s:f,s:s?},s:{s:f,s:f,s:f,s:s},s:f,s:{s:f,s:f,s:f,s:i},"
-                       "s:f,s:b,s:o,s:o,s:I,s:I,s:I,s:f}",
-                       "ref", "ppl", r.ref_ppl, "ppl_stderr", r.ref_ppl_stderr, "nll_mean",
-                       r.ref_nll_mean, "path", ref_path != NULL ? ref_path : load_path,
-                       "model", "ppl", r.ppl, "ppl_stderr", r.ppl_stderr, "nll_mean", r.nll_mean,
-                       "path", cand_path, "ppl_ratio", r.ppl_ratio, "kld", "mean", r.kld_mean,
-                       "p99", r.kld_p99, "max", r.kld_max, "top_k", (int)r.k, "top1", r.top1,
-                       "pass", pass, "failed", failed, "thresholds", th, "n_scored",
-                       (json_int_t)r.n_scored, "ctx", (json_int_t)r.n_ctx, "n_chunks",
-                       (json_int_t)r.n_chunks, "seconds", r.seconds);
-        failed = NULL; /* owned by js (or freed by json_pack on failure) */
-        const int flags = JSON_INDENT(2) | JSON_REAL_PRECISION(12);
-        if (json_path == NULL || strcmp(json_path, "-") == 0) {
-            const int jrc = dsq_cli_json_print(CMD, js, flags);
-            if (jrc != DSQ_EXIT_OK)
-                rc = jrc;
-        } else if (js == NULL) {
-            dsq_cli_error(CMD, "out of memory");
-            rc = DSQ_EXIT_INTERNAL;
-        } else {
-            FILE *out = fopen(json_path, "w");
-            int bad = out == NULL || json_dumpf(js, out, flags) != 0 || fputc('\n', out) == EOF;
-            if (out != NULL && fclose(out) != 0)
-                bad = 1;
-            if (bad) {
-                dsq_cli_error(CMD, "%s: %s", json_path, strerror(errno ? errno : EIO));
-                rc = DSQ_EXIT_IO;
-            }
-        }
+    if (va->json || va->json_out != NULL) {
+        const int jrc = write_json(va, r, pass, failed);
+        if (jrc != DSQ_EXIT_OK)
+            rc = jrc;
     }
     json_decref(failed);
+    return rc;
+}
+
+int dsq_cmd_verify(int argc, char **argv) {
+    verify_args va = {.ctx = 512, .topk = DSQ_REF_TOPK, .max_ratio = -1, .max_kld = -1,
+                      .max_p99 = -1, .min_top1 = -1};
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_text, stdout);
+            return DSQ_EXIT_OK;
+        }
+    int rc = parse_args(argc, argv, &va);
+    if (rc != 0 || (rc = check_args(&va)) != 0)
+        return rc;
+
+    dsq_err err = {0};
+    dsq_status st;
+    dsq_model *m = NULL;
+    dsq_ref_logits *ref = NULL;
+    int32_t *ids = NULL;
+    int64_t n_ids = 0;
+    /* verify/kld.h's stream: 0 whole model, else windows a layer-streamed pass */
+    const int64_t per_pass =
+        !va.stream ? 0 : va.stream_windows > 0 ? va.stream_windows : DSQ_STREAM_ALL;
+    if (va.tokens != NULL && (st = dsq_tokens_read(va.tokens, &ids, &n_ids, &err)) != DSQ_OK)
+        return dsq_cli_fail(CMD, st, &err);
+    if ((rc = reference(&va, per_pass, &ids, &n_ids, &ref)) != 0)
+        goto done;
+    if ((rc = open_model(va.cand, va.threads, va.fp8_f32, va.stream, &m)) != 0)
+        goto done;
+    if (ids == NULL && (rc = tokenize(m, va.text, &ids, &n_ids)) != 0)
+        goto done;
+    dsq_kld_result r;
+    if ((st = dsq_kld_run(m, ref, ids, n_ids, va.threads, per_pass, &r, &err)) != DSQ_OK) {
+        rc = dsq_cli_fail(CMD, st, &err);
+        goto done;
+    }
+    rc = report(&va, &r);
 done:
-    json_decref(js);
     dsq_model_close(m);
     dsq_ref_free(ref);
     free(ids);
