@@ -30,7 +30,17 @@
  *
  * Usage: dsq_stream_preflight; (plan, validate the input); dsq_stream_open;
  * dsq_stream_run(sink, driver) per sink; side files with
- * dsq_stream_write_file / dsq_stream_copy_file; dsq_stream_finish. */
+ * dsq_stream_write_file / dsq_stream_copy_file; dsq_stream_finish.
+ *
+ * Sinks: stream/sink_st.h (safetensors shards) now. The GGUF sink (quantize's
+ * write side) fits the same interface: head = the GGUF header, key-values,
+ * tensor infos and the padding to the data's alignment, all fixed by the
+ * sizes before any data; items = the tensors in offset order, pad = each
+ * one's alignment padding; commit_together = 1 for a split GGUF. Quantize
+ * fills a whole slice in parallel and has its first rows final before the
+ * slice is: it will need a put that borrows the producer's buffer and
+ * releases it row by row (core/awrite.h's push and ready) beside
+ * dsq_stream_put, which copies nothing either way but hands out pool buffers. */
 #ifndef DSQ_STREAM_H
 #define DSQ_STREAM_H
 
