@@ -3,7 +3,7 @@
 # several points (core/fault.h: DSQ_FAULT=POINT@FILE:N) must leave no output
 # that looks complete: no config.json, no file under its final name that does
 # not parse. `--resume` must then finish, and the result must be byte-identical
-# to an uninterrupted run's. A write error (ulimit -f) must fail with a clear
+# to an uninterrupted run's; and it must notice a source that changed. A write error (ulimit -f) must fail with a clear
 # message, a non-zero exit, no config.json and no temporary file left.
 set -u
 dsq=${DSQ_BIN:-./dsq}
@@ -72,6 +72,25 @@ DSQ_FAULT="write@$s2:2" "$dsq" convert fp8 bf16 -q "$in" "$out" >/dev/null 2>&1
     fail "resume after a kill in shard 2: $(cat "$tmp/err")"
 grep -q '"shards_resumed": 1' "$tmp/json" || fail "--resume did not skip shard 1: $(cat "$tmp/json")"
 check_same "$out" "resume after a kill in shard 2"
+
+# --resume notices a changed source (issue #10 item 4): one byte of tensor data
+# flipped near the end of source shard 2 (its last bytes are tensor data), and
+# --resume converts that shard again instead of calling the old one intact.
+src="$tmp/src"
+cp -r "$in" "$src"
+out="$tmp/changed"
+"$dsq" convert fp8 bf16 -q "$src" "$out" 2>"$tmp/err" || fail "changed source: first run: $(cat "$tmp/err")"
+size=$(wc -c <"$src/$s2")
+byte=$(dd if="$src/$s2" bs=1 skip=$((size - 5)) count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+printf "$(printf '\\%03o' $(((byte + 1) % 256)))" |
+    dd of="$src/$s2" bs=1 seek=$((size - 5)) count=1 conv=notrunc 2>/dev/null
+"$dsq" convert fp8 bf16 --json --resume "$src" "$out" >"$tmp/json" 2>"$tmp/err" ||
+    fail "changed source: --resume: $(cat "$tmp/err")"
+grep -q "$s2: its source changed" "$tmp/err" || fail "changed source: not reported: $(cat "$tmp/err")"
+grep -q '"shards_written": 1' "$tmp/json" && grep -q '"shards_resumed": 1' "$tmp/json" ||
+    fail "changed source: expected shard 2 redone, shard 1 kept: $(cat "$tmp/json")"
+"$dsq" convert fp8 bf16 -q "$src" "$tmp/changed-fresh" 2>"$tmp/err" || fail "changed source: fresh run"
+cmp -s "$out/$s2" "$tmp/changed-fresh/$s2" || fail "changed source: shard 2 is not the fresh conversion's"
 
 # A write error: a file-size limit below the first shard's size (a few hundred
 # KiB whether the shell counts in 512- or 1024-byte blocks).
