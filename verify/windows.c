@@ -3,20 +3,14 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/checked.h"
+#include "core/time.h"
 #include "verify/forward.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 dsq_status dsq__windows_check(const dsq_model *m, const dsq__windows *w, int64_t n_tokens,
                               dsq_err *err) {
@@ -265,13 +259,13 @@ static dsq_status windows_run(const dsq_model *m, const dsq_model *ref, dsq_mode
             DSQ_CHECK(k->s[s].logits != NULL, DSQ_NOMEM, err, "out of memory");
         }
     }
-    const double t0 = now_s();
+    const double t0 = dsq_now();
     if (layered)
         DSQ_TRY(run_layered(&r, m_rw, ref_rw, err));
     else
         DSQ_TRY(all_items(&r, STEP_WHOLE, 0, 0, 0, items, 1, err));
     if (seconds != NULL)
-        *seconds = now_s() - t0;
+        *seconds = dsq_now() - t0;
     if (stats != NULL) {
         stats[0] = stats[1] = stats[2] = 0.0;
         for (int i = 0; i < r.P; i++) {
