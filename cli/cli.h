@@ -86,6 +86,8 @@ json_t *dsq_cli_json_strn(const char *s, size_t n);
 json_t *dsq_cli_json_str(const char *s); /* the same for a NUL-terminated s */
 /* Writes root, one document and a newline, to stdout; DSQ_EXIT_OK or DSQ_EXIT_IO. */
 int dsq_cli_json_print(const char *cmd, json_t *root, size_t flags);
+/* The same to the file path (NULL or "-": stdout); DSQ_EXIT_OK, _IO or _INTERNAL. */
+int dsq_cli_json_write(const char *cmd, json_t *root, size_t flags, const char *path);
 /* "s" unless n is 1: "%zu shard%s". */
 const char *dsq_cli_s(size_t n);
 

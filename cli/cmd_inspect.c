@@ -225,101 +225,103 @@ static json_t *json_val(const dsq_gguf_val *v) {
     return json_null();
 }
 
-static int inspect_gguf(const char *path, int json) {
-    dsq_err err = {0};
-    dsq_gguf_set *set = NULL;
-    const dsq_status st = dsq_gguf_set_open(&set, path, &err);
-    if (st != DSQ_OK)
-        return dsq_cli_fail(CMD, st, &err);
-    const dsq_gguf *g = dsq_gguf_set_meta(set);
-    const int n_files = dsq_gguf_set_file_count(set);
+/* The facts both views of a GGUF (or split set) use. */
+typedef struct gguf_view {
+    const dsq_gguf_set *set;
+    const dsq_gguf *g; /* the first file: the metadata */
+    int n_files;
+    int64_t nt, nkv;
+    uint64_t data_off, file_bytes, all;
     totals t;
-    memset(&t, 0, sizeof t);
-    const int64_t nt = dsq_gguf_set_tensor_count(set), nkv = dsq_gguf_kv_count(g);
-    const uint64_t data_off = dsq_gguf_data_offset(g);
-    const uint64_t file_bytes = dsq_gguf_set_bytes(set);
-    uint64_t all = 0;
+} gguf_view;
+
+static int gguf_json(const gguf_view *w, const char *path) {
+    const dsq_gguf_set *set = w->set;
+    const dsq_gguf *g = w->g;
+    const int n_files = w->n_files;
+    const int64_t nt = w->nt, nkv = w->nkv;
+    const uint64_t data_off = w->data_off, file_bytes = w->file_bytes, all = w->all;
+    const totals *t = &w->t;
+    json_t *root = json_object(), *meta = json_array(), *tensors = json_array(),
+           *tot = json_object();
+    json_object_set_new(root, "path", dsq_cli_json_str(path));
+    json_object_set_new(root, "format", json_string("gguf"));
+    json_object_set_new(root, "version", json_integer(dsq_gguf_version(g)));
+    json_object_set_new(root, "alignment", json_integer(dsq_gguf_alignment(g)));
+    json_object_set_new(root, "data_offset", json_integer((json_int_t)data_off));
+    json_object_set_new(root, "file_bytes", json_integer((json_int_t)file_bytes));
+    if (n_files > 1) {
+        json_t *splits = json_array();
+        for (int k = 0; k < n_files; k++) {
+            const dsq_gguf *f = dsq_gguf_set_file(set, k);
+            json_t *js = json_object();
+            json_object_set_new(js, "file", dsq_cli_json_str(dsq_gguf_set_path(set, k)));
+            json_object_set_new(js, "bytes", json_integer((json_int_t)dsq_gguf_size(f)));
+            json_object_set_new(js, "data_offset",
+                                json_integer((json_int_t)dsq_gguf_data_offset(f)));
+            json_object_set_new(js, "tensor_count", json_integer(dsq_gguf_tensor_count(f)));
+            json_array_append_new(splits, js);
+        }
+        json_object_set_new(root, "split_count", json_integer(n_files));
+        json_object_set_new(root, "splits", splits);
+    }
+    json_object_set_new(root, "shape_order", json_string("ggml ne (ne[0] first)"));
+    json_object_set_new(root, "kv_count", json_integer(nkv));
+    for (int64_t i = 0; i < nkv; i++) {
+        dsq_gguf_val v;
+        char ty[40];
+        if (dsq_gguf_kv_val(g, i, &v, NULL) != DSQ_OK)
+            continue;
+        type_str(&v, ty, sizeof ty);
+        json_t *kv = json_object();
+        const char *key = dsq_gguf_kv_key(g, i);
+        json_object_set_new(kv, "key", dsq_cli_json_str(key));
+        json_object_set_new(kv, "type", json_string(ty));
+        json_object_set_new(kv, "value", json_val(&v));
+        json_array_append_new(meta, kv);
+    }
     for (int64_t i = 0; i < nt; i++) {
         const dsq_gguf_tensor *x = dsq_gguf_set_tensor_at(set, i);
-        t.count[x->dtype]++;
-        t.bytes[x->dtype] += x->nbytes;
-        all += x->nbytes;
+        const int k = dsq_gguf_set_tensor_file(set, i);
+        const uint64_t k_off = dsq_gguf_data_offset(dsq_gguf_set_file(set, k));
+        json_t *jt = json_object(), *ne = json_array();
+        for (uint32_t d = 0; d < x->n_dims; d++)
+            json_array_append_new(ne, json_integer(x->ne[d]));
+        json_object_set_new(jt, "name", dsq_cli_json_str(x->name));
+        json_object_set_new(jt, "type", json_string(dsq_dtype_name(x->dtype)));
+        json_object_set_new(jt, "ne", ne);
+        json_object_set_new(jt, "bytes", json_integer((json_int_t)x->nbytes));
+        json_object_set_new(jt, "offset", json_integer((json_int_t)x->offset));
+        json_object_set_new(jt, "file_offset", json_integer((json_int_t)(k_off + x->offset)));
+        if (n_files > 1)
+            json_object_set_new(jt, "split", json_integer(k));
+        json_array_append_new(tensors, jt);
     }
-    int rc = DSQ_EXIT_OK;
-    if (json) {
-        json_t *root = json_object(), *meta = json_array(), *tensors = json_array(),
-               *tot = json_object();
-        json_object_set_new(root, "path", dsq_cli_json_str(path));
-        json_object_set_new(root, "format", json_string("gguf"));
-        json_object_set_new(root, "version", json_integer(dsq_gguf_version(g)));
-        json_object_set_new(root, "alignment", json_integer(dsq_gguf_alignment(g)));
-        json_object_set_new(root, "data_offset", json_integer((json_int_t)data_off));
-        json_object_set_new(root, "file_bytes", json_integer((json_int_t)file_bytes));
-        if (n_files > 1) {
-            json_t *splits = json_array();
-            for (int k = 0; k < n_files; k++) {
-                const dsq_gguf *f = dsq_gguf_set_file(set, k);
-                json_t *js = json_object();
-                json_object_set_new(js, "file", dsq_cli_json_str(dsq_gguf_set_path(set, k)));
-                json_object_set_new(js, "bytes", json_integer((json_int_t)dsq_gguf_size(f)));
-                json_object_set_new(js, "data_offset",
-                                    json_integer((json_int_t)dsq_gguf_data_offset(f)));
-                json_object_set_new(js, "tensor_count", json_integer(dsq_gguf_tensor_count(f)));
-                json_array_append_new(splits, js);
-            }
-            json_object_set_new(root, "split_count", json_integer(n_files));
-            json_object_set_new(root, "splits", splits);
-        }
-        json_object_set_new(root, "shape_order", json_string("ggml ne (ne[0] first)"));
-        json_object_set_new(root, "kv_count", json_integer(nkv));
-        for (int64_t i = 0; i < nkv; i++) {
-            dsq_gguf_val v;
-            char ty[40];
-            if (dsq_gguf_kv_val(g, i, &v, NULL) != DSQ_OK)
-                continue;
-            type_str(&v, ty, sizeof ty);
-            json_t *kv = json_object();
-            const char *key = dsq_gguf_kv_key(g, i);
-            json_object_set_new(kv, "key", dsq_cli_json_str(key));
-            json_object_set_new(kv, "type", json_string(ty));
-            json_object_set_new(kv, "value", json_val(&v));
-            json_array_append_new(meta, kv);
-        }
-        for (int64_t i = 0; i < nt; i++) {
-            const dsq_gguf_tensor *x = dsq_gguf_set_tensor_at(set, i);
-            const int k = dsq_gguf_set_tensor_file(set, i);
-            const uint64_t k_off = dsq_gguf_data_offset(dsq_gguf_set_file(set, k));
-            json_t *jt = json_object(), *ne = json_array();
-            for (uint32_t d = 0; d < x->n_dims; d++)
-                json_array_append_new(ne, json_integer(x->ne[d]));
-            json_object_set_new(jt, "name", dsq_cli_json_str(x->name));
-            json_object_set_new(jt, "type", json_string(dsq_dtype_name(x->dtype)));
-            json_object_set_new(jt, "ne", ne);
-            json_object_set_new(jt, "bytes", json_integer((json_int_t)x->nbytes));
-            json_object_set_new(jt, "offset", json_integer((json_int_t)x->offset));
-            json_object_set_new(jt, "file_offset", json_integer((json_int_t)(k_off + x->offset)));
-            if (n_files > 1)
-                json_object_set_new(jt, "split", json_integer(k));
-            json_array_append_new(tensors, jt);
-        }
-        for (int d = 0; d < DSQ_DTYPE_COUNT; d++) {
-            if (t.count[d] == 0)
-                continue;
-            json_t *e = json_object();
-            json_object_set_new(e, "count", json_integer((json_int_t)t.count[d]));
-            json_object_set_new(e, "bytes", json_integer((json_int_t)t.bytes[d]));
-            json_object_set_new(tot, dsq_dtype_name((dsq_dtype)d), e);
-        }
-        json_object_set_new(root, "metadata", meta);
-        json_object_set_new(root, "tensors", tensors);
-        json_object_set_new(root, "totals", tot);
-        json_object_set_new(root, "total_bytes", json_integer((json_int_t)all));
-        json_object_set_new(root, "tensor_count", json_integer(nt));
-        rc = dsq_cli_json_print(CMD, root, JSON_INDENT(2));
-        json_decref(root);
-        dsq_gguf_set_close(set);
-        return rc;
+    for (int d = 0; d < DSQ_DTYPE_COUNT; d++) {
+        if (t->count[d] == 0)
+            continue;
+        json_t *e = json_object();
+        json_object_set_new(e, "count", json_integer((json_int_t)t->count[d]));
+        json_object_set_new(e, "bytes", json_integer((json_int_t)t->bytes[d]));
+        json_object_set_new(tot, dsq_dtype_name((dsq_dtype)d), e);
     }
+    json_object_set_new(root, "metadata", meta);
+    json_object_set_new(root, "tensors", tensors);
+    json_object_set_new(root, "totals", tot);
+    json_object_set_new(root, "total_bytes", json_integer((json_int_t)all));
+    json_object_set_new(root, "tensor_count", json_integer(nt));
+    const int rc = dsq_cli_json_print(CMD, root, JSON_INDENT(2));
+    json_decref(root);
+    return rc;
+}
+
+static void gguf_table(const gguf_view *w) {
+    const dsq_gguf_set *set = w->set;
+    const dsq_gguf *g = w->g;
+    const int n_files = w->n_files;
+    const int64_t nt = w->nt, nkv = w->nkv;
+    const uint64_t data_off = w->data_off, file_bytes = w->file_bytes, all = w->all;
+    const totals *t = &w->t;
     char h[32];
     dsq_format_bytes(file_bytes, h, sizeof h);
     if (n_files > 1) {
@@ -382,14 +384,42 @@ static int inspect_gguf(const char *path, int json) {
     }
     printf("\n%-10s %8s %16s\n", "TYPE", "TENSORS", "BYTES");
     for (int d = 0; d < DSQ_DTYPE_COUNT; d++) {
-        if (t.count[d] == 0)
+        if (t->count[d] == 0)
             continue;
-        dsq_format_bytes(t.bytes[d], h, sizeof h);
-        printf("%-10s %8zu %16" PRIu64 "  (%s)\n", dsq_dtype_name((dsq_dtype)d), t.count[d],
-               t.bytes[d], h);
+        dsq_format_bytes(t->bytes[d], h, sizeof h);
+        printf("%-10s %8zu %16" PRIu64 "  (%s)\n", dsq_dtype_name((dsq_dtype)d), t->count[d],
+               t->bytes[d], h);
     }
     dsq_format_bytes(all, h, sizeof h);
     printf("%-10s %8" PRId64 " %16" PRIu64 "  (%s)\n", "total", nt, all, h);
+}
+
+static int inspect_gguf(const char *path, int json) {
+    dsq_err err = {0};
+    dsq_gguf_set *set = NULL;
+    const dsq_status st = dsq_gguf_set_open(&set, path, &err);
+    if (st != DSQ_OK)
+        return dsq_cli_fail(CMD, st, &err);
+    gguf_view w;
+    memset(&w, 0, sizeof w);
+    w.set = set;
+    w.g = dsq_gguf_set_meta(set);
+    w.n_files = dsq_gguf_set_file_count(set);
+    w.nt = dsq_gguf_set_tensor_count(set);
+    w.nkv = dsq_gguf_kv_count(w.g);
+    w.data_off = dsq_gguf_data_offset(w.g);
+    w.file_bytes = dsq_gguf_set_bytes(set);
+    for (int64_t i = 0; i < w.nt; i++) {
+        const dsq_gguf_tensor *x = dsq_gguf_set_tensor_at(set, i);
+        w.t.count[x->dtype]++;
+        w.t.bytes[x->dtype] += x->nbytes;
+        w.all += x->nbytes;
+    }
+    int rc = DSQ_EXIT_OK;
+    if (json)
+        rc = gguf_json(&w, path);
+    else
+        gguf_table(&w);
     dsq_gguf_set_close(set);
     return rc;
 }

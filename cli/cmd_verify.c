@@ -391,26 +391,6 @@ static json_t *report_json(const vargs *a, const dsq_kld_result *r, const dsq_ga
                      (json_int_t)r->n_chunks, "seconds", r->seconds);
 }
 
-/* The document to stdout or to --json-out: 0 or the exit code. */
-static int write_json(const vargs *a, json_t *js) {
-    const size_t flags = JSON_INDENT(2) | JSON_REAL_PRECISION(12);
-    if (js == NULL) {
-        dsq_cli_error(CMD, "out of memory");
-        return DSQ_EXIT_INTERNAL;
-    }
-    if (a->json_out == NULL || strcmp(a->json_out, "-") == 0)
-        return dsq_cli_json_print(CMD, js, flags);
-    FILE *out = fopen(a->json_out, "w");
-    int bad = out == NULL || json_dumpf(js, out, flags) != 0 || fputc('\n', out) == EOF;
-    if (out != NULL && fclose(out) != 0)
-        bad = 1;
-    if (bad) {
-        dsq_cli_error(CMD, "%s: %s", a->json_out, strerror(errno ? errno : EIO));
-        return DSQ_EXIT_IO;
-    }
-    return 0;
-}
-
 int dsq_cmd_verify(int argc, char **argv) {
     vargs a;
     dsq_ref_kind load_kind = DSQ_REFKIND_TOPK;
@@ -458,7 +438,8 @@ int dsq_cmd_verify(int argc, char **argv) {
     }
     if (a.json || a.json_out != NULL) {
         json_t *js = report_json(&a, &r, &a.gate, &g);
-        const int jrc = write_json(&a, js);
+        const int jrc = dsq_cli_json_write(CMD, js, JSON_INDENT(2) | JSON_REAL_PRECISION(12),
+                                           a.json_out);
         json_decref(js);
         if (jrc != 0)
             rc = jrc;

@@ -180,4 +180,23 @@ int dsq_cli_json_print(const char *cmd, json_t *root, size_t flags) {
     return DSQ_EXIT_OK;
 }
 
+int dsq_cli_json_write(const char *cmd, json_t *root, size_t flags, const char *path) {
+    if (path == NULL || strcmp(path, "-") == 0)
+        return dsq_cli_json_print(cmd, root, flags);
+    if (root == NULL) {
+        dsq_cli_error(cmd, "out of memory");
+        return DSQ_EXIT_INTERNAL;
+    }
+    errno = 0;
+    FILE *out = fopen(path, "w");
+    int bad = out == NULL || json_dumpf(root, out, flags) != 0 || fputc('\n', out) == EOF;
+    if (out != NULL && fclose(out) != 0)
+        bad = 1;
+    if (bad) {
+        dsq_cli_error(cmd, "%s: %s", path, strerror(errno ? errno : EIO));
+        return DSQ_EXIT_IO;
+    }
+    return DSQ_EXIT_OK;
+}
+
 const char *dsq_cli_s(size_t n) { return n == 1 ? "" : "s"; }
