@@ -134,12 +134,12 @@ refuse 4 "ppl --json-out, no parent" "$dsq" ppl "$llama" --tokens "$toks" \
     --json-out "$tmp/missing/dir/x.json"
 grep -q "^dsq ppl: $tmp/missing/dir/x.json: " "$tmp/err" || fail "$(cat "$tmp/err")"
 refuse 4 "verify --json-out, no parent" "$dsq" verify --ref "$llama" --model "$llama" \
-    --tokens "$toks" --json-out "$tmp/missing/v.json"
+    --tokens "$toks" --report-only --json-out "$tmp/missing/v.json"
 refuse 4 "verify --save-ref, no parent" "$dsq" verify --ref "$llama" --model "$llama" \
-    --tokens "$toks" --save-ref "$tmp/missing/ref.bin"
+    --tokens "$toks" --report-only --save-ref "$tmp/missing/ref.bin"
 grep -q "^dsq verify: $tmp/missing/ref.bin: " "$tmp/err" || fail "$(cat "$tmp/err")"
 refuse 2 "verify --save-ref to a directory" "$dsq" verify --ref "$llama" --model "$llama" \
-    --tokens "$toks" --save-ref "$tmp/outdir"
+    --tokens "$toks" --report-only --save-ref "$tmp/outdir"
 
 # an unwritable output directory is an I/O error (exit 4), not a crash
 if [ "$(id -u)" -ne 0 ]; then
