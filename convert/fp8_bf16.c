@@ -40,6 +40,7 @@
 #include "core/rfile.h"
 #include "formats/st_checkpoint.h"
 #include "stream/sink_st.h"
+#include "stream/st_identity.h"
 
 #define CONFIG_JSON "config.json"
 #define MAX_COPY_DEPTH 8
@@ -62,8 +63,8 @@ typedef struct shard_plan {
     size_t n_jobs;
     dsq_st_writer *w;
     uint64_t src_size;
-    dsq_parts_hash parts; /* the source shard: part 0 its header, then its non-empty tensors */
-    size_t *part_of;      /* [tensor index in shard] -> part, or SIZE_MAX for an empty tensor */
+    char *src_path;
+    dsq_st_identity id; /* the source shard's, filled as its tensors are read */
 } shard_plan;
 
 typedef struct ctx {
@@ -218,24 +219,9 @@ static dsq_status plan_shard(ctx *c, size_t si, shard_plan *sp, dsq_err *err) {
     DSQ_TRY(dsq_st_writer_layout(sp->w, err));
     c->sum->bytes_planned += dsq_st_writer_file_size(sp->w);
     sp->src_size = dsq_st_file_size(sh);
-    /* the parts of the source identity: the header, then each tensor's bytes */
-    {
-        uint64_t *ends = malloc((n + 1) * sizeof *ends);
-        sp->part_of = malloc((n ? n : 1) * sizeof *sp->part_of);
-        DSQ_CHECK(ends != NULL && sp->part_of != NULL, DSQ_NOMEM, err, "out of memory");
-        size_t np = 0;
-        ends[np++] = 8 + dsq_st_header_len(sh);
-        for (size_t i = 0; i < n; i++) {
-            const dsq_tensor_view *v = dsq_st_tensor(sh, i);
-            sp->part_of[i] = v->nbytes > 0 ? np : SIZE_MAX;
-            if (v->nbytes > 0)
-                ends[np++] = dsq_st_tensor_offset(sh, i) + v->nbytes;
-        }
-        st = dsq_parts_init(&sp->parts, np, ends, err);
-        free(ends);
-        if (st != DSQ_OK)
-            goto cleanup;
-    }
+    sp->src_path = dsq_path_join(dsq_ckpt_dir(c->ck), sp->name);
+    DSQ_CHECK(sp->src_path != NULL, DSQ_NOMEM, err, "out of memory");
+    DSQ_TRY(dsq_st_identity_init(&sp->id, sh, sp->src_path, sp->name, err));
 cleanup:
     free(base);
     return st;
@@ -265,11 +251,6 @@ static dsq_status read_config(ctx *c, dsq_err *err) {
 cleanup:
     free(path);
     return st;
-}
-
-static char *hex64(uint64_t v, char buf[17]) {
-    snprintf(buf, 17, "%016" PRIx64, v);
-    return buf;
 }
 
 /* ---- reading: pread, hashed into the source identity as it is read ---- */
@@ -307,10 +288,8 @@ static dsq_status read_part(ctx *c, const dsq_st *sh, const job *j, void *buf, s
     if (st != DSQ_OK)
         return st;
     dsq_hash_update(c->part, buf, n);
-    if (off + n == j->src->nbytes) {
-        shard_plan *sp = &c->plans[c->in_shard];
-        dsq_parts_set(&sp->parts, sp->part_of[j->src_index], dsq_hash_digest(c->part));
-    }
+    if (off + n == j->src->nbytes)
+        dsq_st_identity_tensor(&c->plans[c->in_shard].id, j->src_index, dsq_hash_digest(c->part));
     return DSQ_OK;
 }
 
@@ -410,85 +389,47 @@ static dsq_status produce(void *user, dsq_stream *s, size_t f, size_t id, uint64
 
 /* ---- the source identity of an output shard ---- */
 
-/* Parts never read for output (the header, dropped scales) are hashed from
- * the mapping: they are small. */
-static dsq_status fill_unread_parts(ctx *c, shard_plan *sp, dsq_err *err) {
-    dsq_status st = DSQ_OK;
-    const dsq_st *sh = dsq_ckpt_shard(c->ck, sp->shard);
-    void *hdr = NULL;
-    if (!sp->parts.have[0]) {
-        const size_t n = (size_t)(8 + dsq_st_header_len(sh));
-        DSQ_TRY(use_shard(c, sp->shard, err));
-        hdr = malloc(n);
-        DSQ_CHECK(hdr != NULL, DSQ_NOMEM, err, "out of memory");
-        DSQ_TRY(dsq_rfile_read(&c->in, hdr, n, 0, err));
-        dsq_parts_set(&sp->parts, 0, dsq_hash_buf(hdr, n));
-    }
-    for (size_t i = 0; i < dsq_st_count(sh); i++) {
-        const dsq_tensor_view *v = dsq_st_tensor(sh, i);
-        const size_t part = sp->part_of[i];
-        if (part != SIZE_MAX && !sp->parts.have[part])
-            dsq_parts_set(&sp->parts, part, dsq_hash_buf(v->data, (size_t)v->nbytes));
-    }
-cleanup:
-    free(hdr);
-    return st;
-}
-
-/* {"file", "size", "parts_xxh3", "scales": {"NAME": "xxh3", ...}}: the
- * source shard, and the scales this shard used from other shards. */
-static dsq_status make_source_id(ctx *c, const shard_plan *sp, json_t **out, dsq_err *err) {
-    dsq_status st = DSQ_OK;
+/* The source shard's identity (stream/st_identity.h), and the hash of each
+ * scale the shard took from another shard: a changed scale there changes
+ * this output too. */
+static dsq_status add_foreign_scales(ctx *c, const shard_plan *sp, json_t *id, dsq_err *err) {
     char h[17];
-    uint64_t d = 0;
-    json_t *id = NULL, *scales = json_object();
-    *out = NULL;
-    DSQ_CHECK(scales != NULL, DSQ_NOMEM, err, "out of memory");
-    DSQ_TRY(dsq_parts_digest(&sp->parts, &d, err));
+    json_t *scales = json_object();
+    if (scales == NULL || !json_is_object(id)) {
+        json_decref(scales);
+        return json_is_null(id) ? DSQ_OK : dsq_err_set(err, DSQ_NOMEM, "out of memory");
+    }
     for (size_t k = 0; k < sp->n_jobs; k++) {
         const job *j = &sp->jobs[k];
         size_t shard = 0;
         if (j->scale == NULL || dsq_ckpt_find(c->ck, j->scale->name, &shard, NULL) == NULL ||
             shard == sp->shard)
             continue;
-        json_object_set_new(scales, j->scale->name,
-                            json_string(hex64(dsq_hash_buf(j->scale->data, (size_t)j->scale->nbytes), h)));
+        const uint64_t hs = dsq_hash_buf(j->scale->data, (size_t)j->scale->nbytes);
+        json_object_set_new(scales, j->scale->name, json_string(dsq_stream_hex(hs, h)));
     }
-    id = json_pack("{s:s, s:I, s:s, s:O}", "file", sp->name, "size", (json_int_t)sp->src_size,
-                   "parts_xxh3", hex64(d, h), "scales", scales);
-    DSQ_CHECK(id != NULL, DSQ_NOMEM, err, "out of memory");
-    *out = id;
-cleanup:
-    json_decref(scales);
-    return st;
+    json_object_set_new(id, "scales", scales);
+    return DSQ_OK;
 }
 
 static dsq_status source_id(void *user, size_t f, json_t **out, dsq_err *err) {
     ctx *c = user;
-    const dsq_status st = fill_unread_parts(c, &c->plans[f], err);
-    return st != DSQ_OK ? st : make_source_id(c, &c->plans[f], out, err);
+    dsq_status st = dsq_st_identity_json(&c->plans[f].id, out, err);
+    if (st == DSQ_OK && (st = add_foreign_scales(c, &c->plans[f], *out, err)) != DSQ_OK) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 /* --resume: the whole source shard is read again, front to back */
 static dsq_status source_id_now(void *user, size_t f, json_t **out, dsq_err *err) {
     ctx *c = user;
-    shard_plan *sp = &c->plans[f];
-    char *p = dsq_path_join(dsq_ckpt_dir(c->ck), sp->name);
-    void *buf = malloc((size_t)1 << 20);
-    dsq_err e2 = {0};
-    dsq_status st = p != NULL && buf != NULL ? DSQ_OK : dsq_err_set(err, DSQ_NOMEM, "out of memory");
-    if (st == DSQ_OK)
-        st = dsq_parts_hash_file(&sp->parts, p, buf, (size_t)1 << 20, &e2);
-    if (st == DSQ_MISMATCH) { /* another size: another source, which is no error */
-        *out = json_null();
-        st = DSQ_OK;
-    } else if (st != DSQ_OK) {
-        dsq_err_set(err, st, "%s", e2.text);
-    } else {
-        st = make_source_id(c, sp, out, err);
+    dsq_status st = dsq_st_identity_now(&c->plans[f].id, out, err);
+    if (st == DSQ_OK && (st = add_foreign_scales(c, &c->plans[f], *out, err)) != DSQ_OK) {
+        json_decref(*out);
+        *out = NULL;
     }
-    free(p);
-    free(buf);
     return st;
 }
 
@@ -810,8 +751,8 @@ cleanup:
     for (size_t i = 0; i < c.n_plans; i++) {
         dsq_st_writer_free(c.plans[i].w);
         free(c.plans[i].jobs);
-        free(c.plans[i].part_of);
-        dsq_parts_free(&c.plans[i].parts);
+        dsq_st_identity_free(&c.plans[i].id);
+        free(c.plans[i].src_path);
     }
     free(c.plans);
     free(c.luts);

@@ -74,7 +74,7 @@ static void progress(dsq_stream *s, uint64_t bytes) {
         s->o->progress(s->o->progress_user, s->done, s->stats.bytes_planned);
 }
 
-static char *hex64(uint64_t v, char buf[17]) {
+char *dsq_stream_hex(uint64_t v, char buf[17]) {
     snprintf(buf, 17, "%016" PRIx64, v);
     return buf;
 }
@@ -180,7 +180,7 @@ void dsq_stream_plan(dsq_stream *s, const dsq_sink *sink) {
 static dsq_status record(dsq_stream *s, const char *name, uint64_t size, uint64_t hash,
                          json_t *source, dsq_err *err) {
     char h[17];
-    json_t *e = json_pack("{s:I, s:s}", "size", (json_int_t)size, "xxh3", hex64(hash, h));
+    json_t *e = json_pack("{s:I, s:s}", "size", (json_int_t)size, "xxh3", dsq_stream_hex(hash, h));
     if (e == NULL) {
         json_decref(source);
         return dsq_err_set(err, DSQ_NOMEM, "out of memory");
@@ -222,7 +222,7 @@ static dsq_status try_resume(dsq_stream *s, const dsq_sink *sink, const dsq_stre
     uint64_t hash = 0, size = 0;
     dsq_err e2 = {0};
     if (dsq_file_hash(path, &hash, &size, &e2) != DSQ_OK || size != want ||
-        strcmp(json_string_value(xh), hex64(hash, h)) != 0) {
+        strcmp(json_string_value(xh), dsq_stream_hex(hash, h)) != 0) {
         say(s, DSQ_LOG_INFO, "%s: not intact: writing it again", name);
         goto cleanup;
     }
@@ -475,7 +475,7 @@ dsq_status dsq_stream_check_dir(const char *dir, dsq_check_report_fn report, voi
             fs = DSQ_MISMATCH;
             snprintf(detail, sizeof detail, "%" PRIu64 " bytes, the manifest says %" PRIu64, size,
                      want);
-        } else if (strcmp(hex64(hash, h), json_string_value(xh)) != 0) {
+        } else if (strcmp(dsq_stream_hex(hash, h), json_string_value(xh)) != 0) {
             fs = DSQ_MISMATCH;
             snprintf(detail, sizeof detail, "xxh3 %s, the manifest says %s", h,
                      json_string_value(xh));

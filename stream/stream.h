@@ -144,6 +144,8 @@ dsq_status dsq_stream_copy_file(dsq_stream *s, const char *src_path, const char 
 /* Writes the manifest with "complete": true. */
 dsq_status dsq_stream_finish(dsq_stream *s, dsq_err *err);
 const dsq_stream_stats *dsq_stream_get_stats(const dsq_stream *s);
+/* A hash as the manifest writes it: 16 lowercase hex digits into buf; returns buf. */
+char *dsq_stream_hex(uint64_t v, char buf[17]);
 /* Stops the writer thread, removes the temporaries of unfinished files and
  * frees s; accepts NULL. */
 void dsq_stream_free(dsq_stream *s);
