@@ -2,7 +2,8 @@
 # tests/cli/check.sh: `dsq check DIR` (issue #10 item 4) against the manifest a
 # conversion wrote: exit 0 when intact; exit 1 naming the file when one byte of
 # an output changed or a file is missing; exit 3 without a manifest; --json is
-# one document a JSON parser accepts, with the human lines on stderr.
+# one document a JSON parser accepts, with the human lines on stderr; exit 1
+# for the directory of a run that did not finish.
 set -u
 dsq=${DSQ_BIN:-./dsq}
 shared=${DSQ_SHARED:-../shared}
@@ -38,6 +39,12 @@ rm "$out/dsq-manifest.json"
 "$dsq" check "$out" >/dev/null 2>"$tmp/e"
 [ $? -eq 3 ] || fail "no manifest: expected exit 3"
 grep -q "dsq-manifest.json" "$tmp/e" || fail "no manifest: message does not name it: $(cat "$tmp/e")"
+# a run killed after shard 1: what it wrote is intact, but the directory is not whole
+DSQ_FAULT="write@model-00002-of-00002.safetensors:2" "$dsq" convert fp8 bf16 -q "$in" "$tmp/half" >/dev/null 2>&1
+"$dsq" check "$tmp/half" >/dev/null 2>"$tmp/e"
+[ $? -eq 1 ] || fail "an interrupted run's directory: expected exit 1"
+grep -q "did not finish" "$tmp/e" || fail "an interrupted run's directory: not said: $(cat "$tmp/e")"
+
 "$dsq" check >/dev/null 2>&1
 [ $? -eq 2 ] || fail "no DIR: expected a usage error (exit 2)"
 "$dsq" check --help | grep -q "^examples:" || fail "--help has no examples"
