@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "quantize/fp8.h"
+
 /* ---- typed getters: absent -> default, present with the wrong type -> error ---- */
 
 typedef struct getter {
@@ -285,21 +287,9 @@ dsq_status dsq_model_config_parse(const char *text, size_t len, const char *labe
                   "%s: quantization_config.quant_method '%s' is not supported (only fp8)", label,
                   method ? method : "?");
         c.has_fp8_block = 1;
-        const json_t *bs = json_object_get(qc, "weight_block_size");
-        if (bs != NULL && !json_is_null(bs)) {
-            DSQ_CHECK(json_is_array(bs) && json_array_size(bs) == 2 &&
-                          json_is_integer(json_array_get(bs, 0)) &&
-                          json_is_integer(json_array_get(bs, 1)) &&
-                          json_integer_value(json_array_get(bs, 0)) > 0 &&
-                          json_integer_value(json_array_get(bs, 1)) > 0 &&
-                          json_integer_value(json_array_get(bs, 0)) <= (1 << 20) &&
-                          json_integer_value(json_array_get(bs, 1)) <= (1 << 20),
-                      DSQ_FORMAT, err,
-                      "%s: quantization_config.weight_block_size must be [rows, cols] > 0",
-                      label);
-            c.fp8_block_rows = (int64_t)json_integer_value(json_array_get(bs, 0));
-            c.fp8_block_cols = (int64_t)json_integer_value(json_array_get(bs, 1));
-        }
+        int found = 0;
+        DSQ_TRY(dsq_fp8_block_parse(qc, label, &c.fp8_block_rows, &c.fp8_block_cols, &found,
+                                    err));
     }
     *cfg = c;
 cleanup:
