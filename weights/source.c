@@ -72,6 +72,14 @@ size_t dsq_wsource_count(const dsq_wsource *ws) {
     return ws->ops->count(ws->impl);
 }
 
+const char *dsq_wsource_name(const dsq_wsource *ws, size_t i) {
+    return ws->ops->name(ws->impl, i);
+}
+
+const char *dsq_wsource_path(const dsq_wsource *ws) {
+    return ws->ops->path(ws->impl);
+}
+
 dsq_status dsq_wsource_at(const dsq_wsource *ws, size_t i, dsq_wtensor *out, dsq_err *err) {
     if (i >= ws->ops->count(ws->impl))
         return dsq_err_set(err, DSQ_INVALID_ARG, "tensor index %zu out of range", i);

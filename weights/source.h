@@ -66,6 +66,8 @@ typedef struct dsq_wpart {
 typedef struct dsq_wtensor {
     const char *name;            /* the stored tensor's name (for an expert slice or a
                                   * rebuilt kv_b: the GGUF tensor it is read from) */
+    size_t index;                /* its position in the source's list (dsq_wsource_at), or
+                                  * SIZE_MAX for a view that is not stored as it is */
     dsq_dtype dtype;             /* storage type of the values (F8_E4M3 for a FP8 weight) */
     dsq_wlayout layout;
     int ndim;
@@ -96,6 +98,7 @@ typedef struct dsq_winfo {
 typedef struct dsq_wsource_ops {
     const char *kind; /* "safetensors", "gguf", ... */
     size_t (*count)(void *impl);
+    const char *(*name)(void *impl, size_t i); /* of tensor i, without checking it */
     dsq_status (*at)(void *impl, size_t i, dsq_wtensor *out, dsq_err *err);
     /* DSQ_NOT_FOUND (with a message naming the tensor) when absent. */
     dsq_status (*find)(void *impl, const char *name, dsq_wtensor *out, dsq_err *err);
@@ -105,6 +108,8 @@ typedef struct dsq_wsource_ops {
     /* The same as BF16 bits; NULL: the wrapper rounds the F32 rows. */
     dsq_status (*read_bf16)(void *impl, const dsq_wtensor *t, int64_t row0, int64_t nrows,
                             uint16_t *dst, dsq_err *err);
+    /* The directory of an HF checkpoint, the (first) file of a GGUF. */
+    const char *(*path)(void *impl);
     /* The model's hyper-parameters. */
     dsq_status (*config)(void *impl, dsq_model_config *cfg, dsq_err *err);
     /* The model's tokenizer (*out owned by the caller); NULL op: DSQ_NOT_FOUND. */
@@ -160,6 +165,9 @@ dsq_status dsq_wsource_open_tensors(dsq_wsource **out, const char *path,
 
 void dsq_wsource_close(dsq_wsource *ws); /* accepts NULL */
 const char *dsq_wsource_kind(const dsq_wsource *ws);
+/* The directory of an HF checkpoint (where its config.json and tokenizer are), the first
+ * file of a GGUF. */
+const char *dsq_wsource_path(const dsq_wsource *ws);
 /* The GGUF metadata of a GGUF source, NULL for any other. */
 const struct dsq_gguf *dsq_wsource_gguf(const dsq_wsource *ws);
 
@@ -173,6 +181,8 @@ dsq_status dsq_wsource_tokenizer(const dsq_wsource *ws, dsq_tokenizer **out, dsq
 /* The tensors the source stores, in its own order (an HF checkpoint's shards in order, each
  * in header order, FP8 scales folded into their weights; a GGUF's tensors in file order). */
 size_t dsq_wsource_count(const dsq_wsource *ws);
+/* The name of tensor i < count, without the checks dsq_wsource_at makes. */
+const char *dsq_wsource_name(const dsq_wsource *ws, size_t i);
 dsq_status dsq_wsource_at(const dsq_wsource *ws, size_t i, dsq_wtensor *out, dsq_err *err);
 /* @return DSQ_OK; DSQ_NOT_FOUND naming the tensor; DSQ_FORMAT/DSQ_UNSUPPORTED for a tensor
  *         that exists but is inconsistent (a FP8 weight without a good scale). */

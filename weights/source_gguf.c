@@ -122,6 +122,7 @@ static void describe_native(const gguf_src *s, int64_t i, dsq_wtensor *out) {
     size_t rb = 0;
     memset(out, 0, sizeof *out);
     out->name = t->name;
+    out->index = (size_t)i;
     out->dtype = t->dtype;
     for (uint32_t d = 0; d < t->n_dims; d++)
         shape[d] = t->ne[t->n_dims - 1 - d];
@@ -190,6 +191,7 @@ static dsq_status resolve(const gguf_src *s, const char *name, dsq_wtensor *out,
         dsq_wtensor_set_shape(out, 2, shape);
         const uint64_t slice = (uint64_t)out->src_.i[1] * (uint64_t)t->ne[1];
         set_part(s, gi, slice * (uint64_t)expert, slice, out, 0);
+        out->index = SIZE_MAX;
         out->src_.kind = MAP_EXPERT;
         out->src_.i[0] = expert;
         return DSQ_OK;
@@ -232,6 +234,7 @@ static dsq_status resolve(const gguf_src *s, const char *name, dsq_wtensor *out,
     const int64_t shape[2] = {H * (nope + vd), C};
     dsq_wtensor_set_shape(out, 2, shape);
     out->layout = DSQ_WLAYOUT_DERIVED;
+    out->index = SIZE_MAX;
     out->n_parts = 2;
     set_part(s, vi, 0, v->nbytes, out, 1);
     out->src_.kind = MAP_KVB;
@@ -243,6 +246,14 @@ static dsq_status resolve(const gguf_src *s, const char *name, dsq_wtensor *out,
 
 static size_t gguf_count(void *impl) {
     return (size_t)dsq_gguf_set_tensor_count(((const gguf_src *)impl)->set);
+}
+
+static const char *gguf_name(void *impl, size_t i) {
+    return dsq_gguf_set_tensor_at(((const gguf_src *)impl)->set, (int64_t)i)->name;
+}
+
+static const char *gguf_path(void *impl) {
+    return ((const gguf_src *)impl)->path;
 }
 
 static dsq_status gguf_at(void *impl, size_t i, dsq_wtensor *out, dsq_err *err) {
@@ -748,10 +759,12 @@ cleanup:
 static const dsq_wsource_ops gguf_ops = {
     .kind = "gguf",
     .count = gguf_count,
+    .name = gguf_name,
     .at = gguf_at,
     .find = gguf_find,
     .read_f32 = gguf_read_f32,
     .read_bf16 = NULL,
+    .path = gguf_path,
     .config = gguf_config,
     .tokenizer = gguf_tokenizer,
     .gguf = gguf_meta,

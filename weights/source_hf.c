@@ -40,6 +40,8 @@ typedef struct hf_src {
     int lut_simd;    /* BF16 through tables with AVX-512BW */
     st_ref *list;    /* the listed tensors */
     size_t n_list;
+    size_t *pos;     /* per shard tensor (shard_base[shard] + index): its list position */
+    size_t *shard_base;
 } hf_src;
 
 static void hf_close(void *impl) {
@@ -49,6 +51,8 @@ static void hf_close(void *impl) {
     dsq_ckpt_close(s->ck);
     free(s->dir);
     free(s->list);
+    free(s->pos);
+    free(s->shard_base);
     free(s);
 }
 
@@ -85,6 +89,7 @@ static dsq_status describe(const hf_src *s, size_t shard, size_t index, dsq_wten
     const dsq_tensor_view *v = dsq_st_tensor(dsq_ckpt_shard(s->ck, shard), index);
     memset(out, 0, sizeof *out);
     out->name = v->name;
+    out->index = s->pos[s->shard_base[shard] + index];
     out->dtype = v->dtype;
     out->layout = DSQ_WLAYOUT_PLAIN;
     dsq_wtensor_set_shape(out, v->ndim, v->shape);
@@ -128,6 +133,15 @@ static dsq_status describe(const hf_src *s, size_t shard, size_t index, dsq_wten
 
 static size_t hf_count(void *impl) {
     return ((const hf_src *)impl)->n_list;
+}
+
+static const char *hf_name(void *impl, size_t i) {
+    const hf_src *s = impl;
+    return dsq_st_tensor(dsq_ckpt_shard(s->ck, s->list[i].shard), s->list[i].index)->name;
+}
+
+static const char *hf_path(void *impl) {
+    return dsq_ckpt_dir(((const hf_src *)impl)->ck);
 }
 
 static dsq_status hf_at(void *impl, size_t i, dsq_wtensor *out, dsq_err *err) {
@@ -253,10 +267,12 @@ static dsq_status hf_tokenizer(void *impl, dsq_tokenizer **out, dsq_err *err) {
 static const dsq_wsource_ops hf_ops = {
     .kind = "safetensors",
     .count = hf_count,
+    .name = hf_name,
     .at = hf_at,
     .find = hf_find,
     .read_f32 = hf_read_f32,
     .read_bf16 = hf_read_bf16,
+    .path = hf_path,
     .config = hf_config,
     .tokenizer = hf_tokenizer,
     .gguf = NULL,
@@ -266,10 +282,20 @@ static const dsq_wsource_ops hf_ops = {
 
 /* Every tensor but the scales their FP8 weights own. */
 static dsq_status build_list(hf_src *s, dsq_err *err) {
-    s->list = malloc((dsq_ckpt_tensor_count(s->ck) + 1) * sizeof *s->list);
-    if (s->list == NULL)
+    const size_t ns = dsq_ckpt_shard_count(s->ck);
+    size_t total = 0;
+    s->shard_base = malloc((ns + 1) * sizeof *s->shard_base);
+    if (s->shard_base == NULL)
         return dsq_err_set(err, DSQ_NOMEM, "out of memory");
-    for (size_t sh = 0; sh < dsq_ckpt_shard_count(s->ck); sh++) {
+    for (size_t sh = 0; sh < ns; sh++) {
+        s->shard_base[sh] = total;
+        total += dsq_st_count(dsq_ckpt_shard(s->ck, sh));
+    }
+    s->list = malloc((total + 1) * sizeof *s->list);
+    s->pos = malloc((total + 1) * sizeof *s->pos);
+    if (s->list == NULL || s->pos == NULL)
+        return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+    for (size_t sh = 0; sh < ns; sh++) {
         const dsq_st *st = dsq_ckpt_shard(s->ck, sh);
         for (size_t i = 0; i < dsq_st_count(st); i++) {
             const char *name = dsq_st_tensor(st, i)->name;
@@ -279,9 +305,11 @@ static dsq_status build_list(hf_src *s, dsq_err *err) {
                 memcpy(base, name, n - k);
                 base[n - k] = '\0';
                 const dsq_tensor_view *w = dsq_ckpt_find(s->ck, base, NULL, NULL);
+                s->pos[s->shard_base[sh] + i] = SIZE_MAX;
                 if (w != NULL && dsq_fp8_is_fp8(w->dtype))
                     continue; /* part of its weight */
             }
+            s->pos[s->shard_base[sh] + i] = s->n_list;
             s->list[s->n_list++] = (st_ref){sh, i};
         }
     }
@@ -292,7 +320,8 @@ static dsq_status build_list(hf_src *s, dsq_err *err) {
  * config.json a tensors-only source assumes the default block. */
 static dsq_status read_config(hf_src *s, int tensors_only, dsq_err *err) {
     dsq_status st = DSQ_OK;
-    char *path = dsq_path_join(s->dir, "config.json"), *text = NULL;
+    char *path = dsq_path_join(s->ck != NULL ? dsq_ckpt_dir(s->ck) : s->dir, "config.json");
+    char *text = NULL;
     size_t len = 0;
     int found = 0;
     dsq_err e2 = {0};
@@ -323,7 +352,10 @@ dsq_status dsq__wsource_open_hf(dsq_wsource **out, const char *dir, const dsq_ws
     dsq_status st = DSQ_OK;
     hf_src *s = NULL;
     *out = NULL;
-    DSQ_CHECK(dsq_is_dir(dir), DSQ_NOT_FOUND, err, "%s: not a checkpoint directory", dir);
+    /* the forward pass needs a directory (config.json, tokenizer); for its tensors only,
+     * whatever the checkpoint reader takes, with config.json beside it */
+    DSQ_CHECK(tensors_only || dsq_is_dir(dir), DSQ_NOT_FOUND, err,
+              "%s: not a checkpoint directory", dir);
     s = calloc(1, sizeof *s);
     DSQ_CHECK(s != NULL, DSQ_NOMEM, err, "out of memory");
     s->dir = strdup(dir);
@@ -332,8 +364,11 @@ dsq_status dsq__wsource_open_hf(dsq_wsource **out, const char *dir, const dsq_ws
     dsq_fp8_decoder_init(&s->e4m3, DSQ_DTYPE_F8_E4M3, round_bf16);
     dsq_fp8_decoder_init(&s->e5m2, DSQ_DTYPE_F8_E5M2, round_bf16);
     s->lut_simd = dsq__fp8_simd_available();
-    DSQ_TRY(read_config(s, tensors_only, err));
+    if (!tensors_only)
+        DSQ_TRY(read_config(s, 0, err));
     DSQ_TRY(dsq_ckpt_open(&s->ck, dir, err));
+    if (tensors_only)
+        DSQ_TRY(read_config(s, 1, err));
     DSQ_TRY(build_list(s, err));
     st = dsq_wsource_wrap(out, &hf_ops, s, err);
     s = NULL; /* owned by the wrapper, or freed by it */
