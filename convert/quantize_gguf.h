@@ -1,8 +1,11 @@
-/* convert/quantize_gguf.h: `dsq quantize IN OUT.gguf --type T`.
+/* convert/quantize_gguf.h: `dsq quantize IN OUT.gguf --type T`, the driver of a GGUF
+ * export: the input through the weight source (weights/source.h), the plan, header and
+ * transforms from gguf_export/ (gguf_plan.h), the write side in quantize_gguf.c.
  *
  * IN is a Hugging Face checkpoint directory (sharded or not) of F32, F16 or BF16 weights,
  * or DeepSeek's FP8 (F8_E4M3 with F32 *_scale_inv block scales, dequantized on the fly as
- * convert/fp8_bf16.h defines it, but kept in F32: no BF16 rounding, no copy on disk),
+ * quantize/fp8.h defines it, rounded to BF16 as DeepSeek's cast is unless fp8_f32; no copy
+ * on disk),
  * or a GGUF file or split set given by its first file (formats/gguf_split.h; any
  * architecture: its metadata, the first file's, is kept as llama-quantize keeps it, and
  * the rules key on its tensor names; F32/F16/BF16 tensors are widened exactly, quantized

@@ -1,4 +1,9 @@
-/* weights/source_gguf.c: a llama.cpp GGUF file as a weight source.
+/* weights/source_gguf.c: a llama.cpp GGUF file (or split set) as a weight source.
+ *
+ * Its tensors are listed under their GGUF names, for any architecture (`dsq quantize`
+ * requantizes whatever llama.cpp wrote): shape = ne reversed, one part (its bytes in the
+ * file), the ggml block type as the block structure. Opened for the forward pass (llama,
+ * deepseek2), the hyper-parameters are read from the metadata and HF names are answered too.
  *
  * The forward pass asks for Hugging Face names; one table (names[] below)
  * maps each to the GGUF tensor llama.cpp's convert_hf_to_gguf.py (and
@@ -9,8 +14,9 @@
  *           legacy layout, else rebuilt from attn_k_b [H][C][nope] (rows of
  *           kv_b for j < nope are its columns: kv_b[h·(nope+v)+j][c] =
  *           k_b[h][c][j]) and attn_v_b [H][v][C] (rows taken as they are).
- * Every row is decoded with dsq_dequantize_row, so F32, F16, BF16 and every
- * GGUF block type dsq knows read the same way.
+ * Every row is decoded with dsq_dequantize_row (decode_row: the one place tensor
+ * bytes are read), so F32, F16, BF16 and every GGUF block type dsq knows read the
+ * same way.
  *
  * llama's attn_q/attn_k rows are permuted by the converter (specs/formats.md
  * §3.2: row 2i+j of a head is HF row j·d/2+i), which turns HF's rotate-half
@@ -447,6 +453,53 @@ static dsq_status read_rope_freqs(const gguf_src *s, dsq_rope_config *r, dsq_err
     return DSQ_OK;
 }
 
+/* deepseek2's MoE keys: experts, groups, routing. */
+static dsq_status read_moe(const gguf_src *s, const char *a, dsq_model_config *c, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    const int64_t BIG = (int64_t)1 << 40;
+    DSQ_TRY(md_int(s, a, "expert_count", 0, 0, 0, 1 << 20, &c->n_experts, err));
+    if (c->n_experts > 0) {
+        DSQ_TRY(md_int(s, a, "expert_used_count", 1, 0, 1, c->n_experts, &c->n_experts_used,
+                       err));
+        DSQ_TRY(md_int(s, a, "expert_shared_count", 0, 0, 0, 1 << 10, &c->n_shared_experts,
+                       err));
+        DSQ_TRY(md_int(s, a, "expert_feed_forward_length", 1, 0, 1, BIG, &c->moe_ffn_dim,
+                       err));
+        DSQ_TRY(md_int(s, a, "expert_group_count", 0, 1, 1, DSQ_MOE_MAX_GROUPS, &c->n_group,
+                       err));
+        DSQ_TRY(md_int(s, a, "expert_group_used_count", 0, c->n_group, 1, c->n_group,
+                       &c->topk_group, err));
+        DSQ_TRY(md_int(s, a, "leading_dense_block_count", 0, 0, 0, BIG, &c->first_dense,
+                       err));
+        c->moe_layer_freq = 1;
+        DSQ_TRY(md_num(s, a, "expert_weights_scale", 0, 1.0, &c->routed_scaling, err));
+        int64_t norm, gating;
+        DSQ_TRY(md_int(s, a, "expert_weights_norm", 0, 0, 0, 1, &norm, err));
+        c->norm_topk_prob = (int)norm;
+        DSQ_TRY(md_int(s, a, "expert_gating_func", 0, 1, 1, 2, &gating, err));
+        c->scoring = gating == 2 ? DSQ_MOE_SIGMOID : DSQ_MOE_SOFTMAX;
+        DSQ_CHECK(c->n_experts % c->n_group == 0, DSQ_FORMAT, err,
+                  "%s: expert_count %lld is not a multiple of expert_group_count %lld",
+                  s->path, (long long)c->n_experts, (long long)c->n_group);
+        /* GGUF does not name the routing method: the score-correction
+         * bias means V3's noaux_tc, groups alone V2's group-limited greedy */
+        if (any_layer_has(s, c->n_layers, "exp_probs_b.bias"))
+            c->topk_method = DSQ_MOE_TOPK_GROUP_TOP2SUM;
+        else
+            c->topk_method = c->n_group > 1 ? DSQ_MOE_TOPK_GROUP_MAX : DSQ_MOE_TOPK_GREEDY;
+        if (c->topk_method == DSQ_MOE_TOPK_GROUP_TOP2SUM)
+            DSQ_CHECK(c->n_experts / c->n_group >= 2, DSQ_FORMAT, err,
+                      "%s: noaux_tc routing needs at least 2 experts per group", s->path);
+        if (c->topk_method != DSQ_MOE_TOPK_GREEDY)
+            DSQ_CHECK(c->n_experts_used <= c->topk_group * (c->n_experts / c->n_group),
+                      DSQ_FORMAT, err,
+                      "%s: expert_used_count exceeds the experts of the used groups",
+                      s->path);
+    }
+cleanup:
+    return st;
+}
+
 static dsq_status read_config(gguf_src *s, dsq_err *err) {
     dsq_status st = DSQ_OK;
     dsq_model_config c;
@@ -573,45 +626,7 @@ static dsq_status read_config(gguf_src *s, dsq_err *err) {
         c.head_dim = kl;
         r->dim = rope_dim;
 
-        DSQ_TRY(md_int(s, a, "expert_count", 0, 0, 0, 1 << 20, &c.n_experts, err));
-        if (c.n_experts > 0) {
-            DSQ_TRY(md_int(s, a, "expert_used_count", 1, 0, 1, c.n_experts, &c.n_experts_used,
-                           err));
-            DSQ_TRY(md_int(s, a, "expert_shared_count", 0, 0, 0, 1 << 10, &c.n_shared_experts,
-                           err));
-            DSQ_TRY(md_int(s, a, "expert_feed_forward_length", 1, 0, 1, BIG, &c.moe_ffn_dim,
-                           err));
-            DSQ_TRY(md_int(s, a, "expert_group_count", 0, 1, 1, DSQ_MOE_MAX_GROUPS, &c.n_group,
-                           err));
-            DSQ_TRY(md_int(s, a, "expert_group_used_count", 0, c.n_group, 1, c.n_group,
-                           &c.topk_group, err));
-            DSQ_TRY(md_int(s, a, "leading_dense_block_count", 0, 0, 0, BIG, &c.first_dense,
-                           err));
-            c.moe_layer_freq = 1;
-            DSQ_TRY(md_num(s, a, "expert_weights_scale", 0, 1.0, &c.routed_scaling, err));
-            int64_t norm, gating;
-            DSQ_TRY(md_int(s, a, "expert_weights_norm", 0, 0, 0, 1, &norm, err));
-            c.norm_topk_prob = (int)norm;
-            DSQ_TRY(md_int(s, a, "expert_gating_func", 0, 1, 1, 2, &gating, err));
-            c.scoring = gating == 2 ? DSQ_MOE_SIGMOID : DSQ_MOE_SOFTMAX;
-            DSQ_CHECK(c.n_experts % c.n_group == 0, DSQ_FORMAT, err,
-                      "%s: expert_count %lld is not a multiple of expert_group_count %lld",
-                      s->path, (long long)c.n_experts, (long long)c.n_group);
-            /* GGUF does not name the routing method: the score-correction
-             * bias means V3's noaux_tc, groups alone V2's group-limited greedy */
-            if (any_layer_has(s, c.n_layers, "exp_probs_b.bias"))
-                c.topk_method = DSQ_MOE_TOPK_GROUP_TOP2SUM;
-            else
-                c.topk_method = c.n_group > 1 ? DSQ_MOE_TOPK_GROUP_MAX : DSQ_MOE_TOPK_GREEDY;
-            if (c.topk_method == DSQ_MOE_TOPK_GROUP_TOP2SUM)
-                DSQ_CHECK(c.n_experts / c.n_group >= 2, DSQ_FORMAT, err,
-                          "%s: noaux_tc routing needs at least 2 experts per group", s->path);
-            if (c.topk_method != DSQ_MOE_TOPK_GREEDY)
-                DSQ_CHECK(c.n_experts_used <= c.topk_group * (c.n_experts / c.n_group),
-                          DSQ_FORMAT, err,
-                          "%s: expert_used_count exceeds the experts of the used groups",
-                          s->path);
-        }
+        DSQ_TRY(read_moe(s, a, &c, err));
     }
     c.fp8_block_rows = c.fp8_block_cols = 128;
     s->cfg = c;
