@@ -38,9 +38,12 @@ dsq_status dsq_fp8_block_parse(const struct json_t *qc, const char *label, int64
     return DSQ_OK;
 }
 
-static float le_f32(const uint8_t *p) {
-    return dsq_bits_f32((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                        (uint32_t)p[3] << 24);
+/* A little-endian F32 of a file, read in host order: the row data path assumes a
+ * little-endian host, as its F32 row copies do. */
+static inline float le_f32(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, sizeof f);
+    return f;
 }
 
 dsq_status dsq_fp8_check_scale(const char *where, const dsq_tensor_view *w,

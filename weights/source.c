@@ -91,7 +91,9 @@ dsq_status dsq_wsource_find(const dsq_wsource *ws, const char *name, dsq_wtensor
     return ws->ops->find(ws->impl, name, out, err);
 }
 
-static dsq_status check_rows(const dsq_wtensor *t, int64_t row0, int64_t nrows, dsq_err *err) {
+/* inline: it runs once per row for row-at-a-time readers (the quantizers) */
+static inline dsq_status check_rows(const dsq_wtensor *t, int64_t row0, int64_t nrows,
+                                    dsq_err *err) {
     if (!t->readable)
         return dsq_err_set(err, DSQ_UNSUPPORTED, "tensor '%s' is %s, which dsq cannot decode",
                            t->name, dsq_dtype_name(t->dtype));
