@@ -224,6 +224,8 @@ dsq_status dsq_model_config_parse(const char *text, size_t len, const char *labe
     DSQ_TRY(get_int(&g, "num_attention_heads", 1, 0, 1, 1 << 14, &c.n_heads));
     DSQ_TRY(get_int(&g, "num_key_value_heads", 0, c.n_heads, 1, c.n_heads, &c.n_kv_heads));
     DSQ_TRY(get_int(&g, "intermediate_size", 1, 0, 1, BIG, &c.ffn_dim));
+    /* only for `dsq ppl`'s warning: any integer is taken */
+    DSQ_TRY(get_int(&g, "max_position_embeddings", 0, 0, INT64_MIN, INT64_MAX, &c.n_ctx_train));
     DSQ_TRY(get_num(&g, "rms_norm_eps", 0, 1e-6, &c.norm_eps));
     DSQ_CHECK(c.norm_eps >= 0, DSQ_FORMAT, err, "%s: rms_norm_eps is negative", label);
     DSQ_TRY(get_bool(&g, "tie_word_embeddings", 0, &c.tie_embeddings));
