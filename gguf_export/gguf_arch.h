@@ -2,8 +2,10 @@
  *
  * One table per architecture (gguf_arch.c) says which GGUF tensor comes from which HF
  * tensor(s) and how, and which {arch}.* keys come from which config.json member, exactly
- * as llama.cpp's convert_hf_to_gguf.py writes them (specs/formats.md §3). Adding an
- * architecture is adding rows there. */
+ * as llama.cpp's convert_hf_to_gguf.py writes them (specs/formats.md §3). The name pairs
+ * are model/tensor_names.h's (the GGUF weight source reads with the same ones); what a row
+ * adds is when it applies and how its rows are made. Adding an architecture is adding rows
+ * there. */
 #ifndef DSQ_QZ_ARCH_H
 #define DSQ_QZ_ARCH_H
 
@@ -36,6 +38,7 @@ enum {
 };
 
 typedef struct dsq_qz_trow {
+    /* a DSQ_TN_* pair of model/tensor_names.h: */
     const char *gguf; /* "blk.%d.attn_q.weight" (%d = layer when DSQ_QZ_W_LAYER) */
     const char *hf;   /* "model.layers.%d.self_attn.q_proj.weight"; EXPERTS: layer, expert */
     unsigned when;
