@@ -13,6 +13,7 @@
 
 #include "core/status.h"
 #include "formats/gguf.h"
+#include "model/model_desc.h"
 
 /* How an output tensor's F32 rows are made from its source tensor(s). */
 typedef enum dsq_qz_src {
@@ -76,14 +77,14 @@ typedef struct dsq_qz_arch {
     const dsq_qz_trow *rows;
     int n_rows;
     /* Adds general.* is not its job: writes the {arch}.* keys from config.json. */
-    dsq_status (*add_kv)(dsq_gguf_writer *w, const void *cfg_json, const dsq_qz_hparams *hp,
+    dsq_status (*add_kv)(dsq_gguf_writer *w, const dsq_model_desc *cfg, const dsq_qz_hparams *hp,
                          dsq_err *err);
     /* The checkpoint may hold MTP layers (model.layers.N.* with N >= num_hidden_layers):
      * left out, as llama.cpp's converter does, unless hparams.keep_mtp. */
     int drops_extra_layers;
     /* The computed tensor this config asks for: out->data == NULL when none. NULL for an
      * architecture that never has one. */
-    dsq_status (*extra)(const void *cfg_json, const dsq_qz_hparams *hp, dsq_qz_extra *out,
+    dsq_status (*extra)(const dsq_model_desc *cfg, const dsq_qz_hparams *hp, dsq_qz_extra *out,
                         dsq_err *err);
 } dsq_qz_arch;
 
@@ -92,12 +93,12 @@ const dsq_qz_arch *dsq_qz_arch_find(const char *hf_name);
 /* "LlamaForCausalLM, DeepseekV3ForCausalLM" */
 const char *dsq_qz_arch_names(void);
 
-/* Reads the hyper-parameters the tensor table needs. cfg_json is a jansson json_t *.
+/* Reads the hyper-parameters the tensor table needs from config.json's description.
  * hp->kvb_legacy and hp->keep_mtp are the caller's and kept; keep_mtp is cleared for an
  * architecture that has no MTP layers.
  * @return DSQ_OK or DSQ_FORMAT naming the missing or mistyped member. */
-dsq_status dsq_qz_hparams_read(const dsq_qz_arch *a, const void *cfg_json, dsq_qz_hparams *hp,
-                               dsq_err *err);
+dsq_status dsq_qz_hparams_read(const dsq_qz_arch *a, const dsq_model_desc *cfg,
+                               dsq_qz_hparams *hp, dsq_err *err);
 
 /* 1 when row `r` applies to layer `il` (il = -1 for non-layer rows) of this model; layer
  * rows apply to every block (dsq_qz_n_blocks), DSQ_QZ_W_NEXTN rows to the MTP ones only. */
