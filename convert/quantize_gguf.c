@@ -744,7 +744,8 @@ static dsq_status add_meta(ctx *c, dsq_gguf_writer *w, const char *in, dsq_err *
             DSQ_TRY(dsq_gguf_writer_add_str(w, "general.name", name, strlen(name), err));
         DSQ_TRY(c->arch->add_kv(w, &c->cfg, &c->hp, err));
         DSQ_TRY(
-            dsq_qz_add_vocab(w, dsq_ckpt_dir(c->ck), an, c->hp.n_vocab, c->o->tokenizer_pre, err));
+            dsq_qz_add_vocab(w, dsq_ckpt_dir(c->ck), an, c->hp.n_vocab, &c->cfg,
+                             c->o->tokenizer_pre, err));
     }
     /* Last, in this order: llama-quantize re-sets both keys on the converter's file, and
      * ggml moves a re-set key to the end, so the whole file matches llama-quantize's. */
