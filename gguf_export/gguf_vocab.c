@@ -273,6 +273,45 @@ cleanup:
     return st;
 }
 
+/* tokenizer_config.json added_tokens_decoder {"id": {"content": ..., "special": ...}} on
+ * top of a SentencePiece vocabulary: CONTROL when special or special-looking, else
+ * USER_DEFINED with U+2581 as ' '; score -1000. Strings it makes go to owned. */
+static dsq_status spm_decoder(const char *dir, const dsq_hf_tokcfg *tcfg, int64_t n_vocab,
+                              const char **strs, float *scores, int32_t *types, char **owned,
+                              size_t *n_owned, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    const dsq_hf_kind dec_kind = tcfg ? tcfg->decoder_kind : DSQ_HF_ABSENT;
+    if (dec_kind == DSQ_HF_ABSENT)
+        return DSQ_OK;
+    DSQ_CHECK(dec_kind == DSQ_HF_OBJECT, DSQ_FORMAT, err,
+              "%s/tokenizer_config.json: added_tokens_decoder is not an object", dir);
+    for (size_t i = 0; i < tcfg->n_decoder; i++) {
+        const dsq_hf_decoder_entry *e = &tcfg->decoder[i];
+        char *end = NULL;
+        const long long id = strtoll(e->key, &end, 10);
+        DSQ_CHECK(end != e->key && *end == '\0' && id >= 0 && id < n_vocab, DSQ_FORMAT, err,
+                  "%s/tokenizer_config.json: added_tokens_decoder id '%s' not in [0, "
+                  "vocab_size %lld)",
+                  dir, e->key, (long long)n_vocab);
+        DSQ_CHECK(e->content != NULL, DSQ_FORMAT, err,
+                  "%s/tokenizer_config.json: added_tokens_decoder '%s' has no content", dir,
+                  e->key);
+        if (e->special || looks_special(e->content)) {
+            strs[id] = e->content;
+            types[id] = TT_CONTROL;
+        } else {
+            char *r = replace_all(e->content, "\xe2\x96\x81", " ");
+            DSQ_CHECK(r != NULL, DSQ_NOMEM, err, "out of memory");
+            owned[(*n_owned)++] = r;
+            strs[id] = r;
+            types[id] = TT_USER_DEFINED;
+        }
+        scores[id] = -1000.0f;
+    }
+cleanup:
+    return st;
+}
+
 /* convert_hf_to_gguf.py _create_vocab_sentencepiece + _set_vocab_sentencepiece. */
 static dsq_status add_vocab_spm(dsq_gguf_writer *w, const char *dir, int64_t n_vocab,
                                 const dsq_model_desc *cfg, dsq_err *err) {
@@ -301,7 +340,6 @@ static dsq_status add_vocab_spm(dsq_gguf_writer *w, const char *dir, int64_t n_v
     DSQ_CHECK((int64_t)m->n <= n_vocab, DSQ_FORMAT, err,
               "%s: %zu pieces, more than config.json's vocab_size %lld", path, m->n,
               (long long)n_vocab);
-    const dsq_hf_kind dec_kind = tcfg ? tcfg->decoder_kind : DSQ_HF_ABSENT;
     const size_t n_dec = tcfg ? tcfg->n_decoder : 0;
     strs = calloc((size_t)n_vocab, sizeof *strs);
     scores = malloc((size_t)n_vocab * sizeof *scores);
@@ -343,35 +381,7 @@ static dsq_status add_vocab_spm(dsq_gguf_writer *w, const char *dir, int64_t n_v
             types[e->id] = TT_USER_DEFINED;
         }
     }
-    /* tokenizer_config.json added_tokens_decoder {"id": {"content": ..., "special": ...}}:
-     * CONTROL when special or special-looking, else USER_DEFINED with U+2581 as ' ' */
-    if (dec_kind != DSQ_HF_ABSENT) {
-        DSQ_CHECK(dec_kind == DSQ_HF_OBJECT, DSQ_FORMAT, err,
-                  "%s/tokenizer_config.json: added_tokens_decoder is not an object", dir);
-        for (size_t i = 0; i < n_dec; i++) {
-            const dsq_hf_decoder_entry *e = &tcfg->decoder[i];
-            char *end = NULL;
-            const long long id = strtoll(e->key, &end, 10);
-            DSQ_CHECK(end != e->key && *end == '\0' && id >= 0 && id < n_vocab, DSQ_FORMAT, err,
-                      "%s/tokenizer_config.json: added_tokens_decoder id '%s' not in [0, "
-                      "vocab_size %lld)",
-                      dir, e->key, (long long)n_vocab);
-            DSQ_CHECK(e->content != NULL, DSQ_FORMAT, err,
-                      "%s/tokenizer_config.json: added_tokens_decoder '%s' has no content", dir,
-                      e->key);
-            if (e->special || looks_special(e->content)) {
-                strs[id] = e->content;
-                types[id] = TT_CONTROL;
-            } else {
-                char *r = replace_all(e->content, "\xe2\x96\x81", " ");
-                DSQ_CHECK(r != NULL, DSQ_NOMEM, err, "out of memory");
-                owned[n_owned++] = r;
-                strs[id] = r;
-                types[id] = TT_USER_DEFINED;
-            }
-            scores[id] = -1000.0f;
-        }
-    }
+    DSQ_TRY(spm_decoder(dir, tcfg, n_vocab, strs, scores, types, owned, &n_owned, err));
 
     DSQ_TRY(dsq_gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", 5, err));
     DSQ_TRY(dsq_gguf_writer_add_str(w, "tokenizer.ggml.pre", "default", 7, err));
