@@ -11,9 +11,12 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "core/parse.h"
 #include "verify/kld.h"
 #include "verify/model.h"
 #include "verify/ppl.h"
+
+#define CMD "verify"
 
 static const char usage_text[] =
     "usage: dsq verify --ref REF --model CAND (--text FILE | --tokens FILE) [options]\n"
@@ -40,7 +43,8 @@ static const char usage_text[] =
     "  --max-kld K           fail when the mean KLD > K (nats)\n"
     "  --max-kld-p99 K       fail when the 99th-percentile KLD > K\n"
     "  --min-top1 P          fail when the top-1 agreement < P (a fraction, 0..1)\n"
-    "  --json OUT            write the result as JSON to OUT (\"-\" for stdout)\n"
+    "  --json                print the result as JSON on stdout, the report on stderr\n"
+    "  --json-out FILE       write that document to FILE (the report as usual)\n"
     "  --save-ref FILE       keep REF's top-K logits and log-sum-exp per position\n"
     "                        (16 + 8K bytes a position) for --load-ref\n"
     "  --ref-topk K          K, the reference logits kept per position (default 32,\n"
@@ -60,32 +64,13 @@ static const char usage_text[] =
     "  -h, --help            this text\n"
     "\n"
     "exit: 0 every given threshold holds, 1 one is crossed (named on stderr and in\n"
-    "the JSON's \"failed\"), 2 usage, 3 bad input, 4 I/O, 5 internal.\n";
-
-static int parse_count(const char *opt, const char *v, long lo, long hi, long *out) {
-    char *end = NULL;
-    errno = 0;
-    const long n = v ? strtol(v, &end, 10) : 0;
-    if (v == NULL || *v == '\0' || *end != '\0' || errno != 0 || n < lo || n > hi) {
-        fprintf(stderr, "dsq verify: %s needs a number from %ld to %ld\n", opt, lo, hi);
-        return 0;
-    }
-    *out = n;
-    return 1;
-}
-
-static int parse_real(const char *opt, const char *v, double lo, double hi, double *out) {
-    char *end = NULL;
-    errno = 0;
-    const double d = v ? strtod(v, &end) : 0;
-    if (v == NULL || *v == '\0' || *end != '\0' || errno != 0 || !isfinite(d) || d < lo ||
-        d > hi) {
-        fprintf(stderr, "dsq verify: %s needs a number from %g to %g\n", opt, lo, hi);
-        return 0;
-    }
-    *out = d;
-    return 1;
-}
+    "the JSON's \"failed\"), 2 usage, 3 bad input, 4 I/O, 5 internal.\n"
+    "\n"
+    "examples:\n"
+    "  dsq verify --ref DeepSeek-V3/ --model ds-v3-Q4_K_M.gguf --text wiki.test.raw \\\n"
+    "      --max-ppl-ratio 1.02 --max-kld 0.05 --min-top1 0.9\n"
+    "  dsq verify --ref tiny-llama/ --model q.gguf --tokens eval.tokens.txt --save-ref ref.bin\n"
+    "  dsq verify --load-ref ref.bin --model q.gguf --tokens eval.tokens.txt --json > v.json\n";
 
 typedef struct vprog {
     dsq_progress bar;
@@ -107,11 +92,11 @@ static int open_model(const char *path, long threads, int fp8_f32, int lazy, dsq
     dsq_model_opts mo;
     dsq_err err = {0};
     memset(&mo, 0, sizeof mo);
-    mo.nthreads = (int)threads;
+    mo.nthreads = threads;
     mo.source.fp8_no_bf16_round = fp8_f32;
     mo.lazy = lazy;
     const dsq_status st = dsq_model_open(m, path, &mo, &err);
-    return st == DSQ_OK ? 0 : dsq_cli_fail(st, &err);
+    return st == DSQ_OK ? 0 : dsq_cli_fail(CMD, st, &err);
 }
 
 static int tokenize(const dsq_model *m, const char *text_path, int32_t **ids, int64_t *n) {
@@ -121,164 +106,199 @@ static int tokenize(const dsq_model *m, const char *text_path, int32_t **ids, in
     if (st == DSQ_OK)
         st = dsq_text_tokens(tok, text_path, ids, n, &err);
     dsq_tokenizer_free(tok);
-    return st == DSQ_OK ? 0 : dsq_cli_fail(st, &err);
+    return st == DSQ_OK ? 0 : dsq_cli_fail(CMD, st, &err);
 }
 
-int dsq_cmd_verify(int argc, char **argv) {
-    const char *ref_path = NULL, *cand_path = NULL, *text_path = NULL, *tokens_path = NULL,
-               *json_path = NULL, *save_path = NULL, *load_path = NULL;
-    long ctx = 512, chunks = 0, threads = 0, topk = DSQ_REF_TOPK, stream_windows = 0;
-    int ctx_given = 0, chunks_given = 0, topk_given = 0, quiet = 0, fp8_f32 = 0, stream = 0;
-    double max_ratio = -1, max_kld = -1, max_p99 = -1, min_top1 = -1;
+typedef struct verify_args {
+    const char *ref, *cand, *text, *tokens, *json_out, *save, *load;
+    int64_t ctx, chunks, topk, stream_windows;
+    int threads, json, ctx_given, chunks_given, topk_given, quiet, fp8_f32, stream;
+    double max_ratio, max_kld, max_p99, min_top1; /* < 0: not given */
+} verify_args;
+
+/* argv into va; 0, or the usage error's exit code (printed) */
+static int parse_args(int argc, char **argv, verify_args *va) {
+    dsq_err perr = {0};
+    int json_at = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         const char **sp = NULL;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(usage_text, stdout);
-            return DSQ_EXIT_OK;
-        }
         if (strcmp(a, "--ref") == 0)
-            sp = &ref_path;
+            sp = &va->ref;
         else if (strcmp(a, "--model") == 0)
-            sp = &cand_path;
+            sp = &va->cand;
         else if (strcmp(a, "--text") == 0)
-            sp = &text_path;
+            sp = &va->text;
         else if (strcmp(a, "--tokens") == 0)
-            sp = &tokens_path;
-        else if (strcmp(a, "--json") == 0)
-            sp = &json_path;
+            sp = &va->tokens;
+        else if (strcmp(a, "--json-out") == 0)
+            sp = &va->json_out;
         else if (strcmp(a, "--save-ref") == 0)
-            sp = &save_path;
+            sp = &va->save;
         else if (strcmp(a, "--load-ref") == 0)
-            sp = &load_path;
+            sp = &va->load;
         if (sp != NULL) {
-            if (v == NULL || *v == '\0') {
-                fprintf(stderr, "dsq verify: %s needs a path\n", a);
-                return DSQ_EXIT_USAGE;
-            }
+            if (v == NULL || *v == '\0')
+                return dsq_cli_usage(CMD, "%s needs a path", a);
             *sp = v;
             i++;
             continue;
         }
-        int ok = 1;
+        dsq_status ok = DSQ_OK;
         if (strcmp(a, "--ctx") == 0)
-            ok = parse_count(a, v, 4, 1 << 20, &ctx), ctx_given = 1;
+            ok = dsq_parse_count(v, 4, 1 << 20, &va->ctx, &perr), va->ctx_given = 1;
         else if (strcmp(a, "--chunks") == 0)
-            ok = parse_count(a, v, 1, 1L << 40, &chunks), chunks_given = 1;
+            ok = dsq_parse_count(v, 1, (int64_t)1 << 40, &va->chunks, &perr),
+            va->chunks_given = 1;
         else if (strcmp(a, "--threads") == 0)
-            ok = parse_count(a, v, 1, 4096, &threads);
+            ok = dsq_parse_threads(v, &va->threads, &perr);
         else if (strcmp(a, "--ref-topk") == 0)
-            ok = parse_count(a, v, 1, DSQ_REF_TOPK_MAX, &topk), topk_given = 1;
+            ok = dsq_parse_count(v, 1, DSQ_REF_TOPK_MAX, &va->topk, &perr), va->topk_given = 1;
         else if (strcmp(a, "--max-ppl-ratio") == 0)
-            ok = parse_real(a, v, 0, 1e30, &max_ratio);
+            ok = dsq_parse_real(v, 0, 1e30, &va->max_ratio, &perr);
         else if (strcmp(a, "--max-kld") == 0)
-            ok = parse_real(a, v, 0, 1e30, &max_kld);
+            ok = dsq_parse_real(v, 0, 1e30, &va->max_kld, &perr);
         else if (strcmp(a, "--max-kld-p99") == 0)
-            ok = parse_real(a, v, 0, 1e30, &max_p99);
+            ok = dsq_parse_real(v, 0, 1e30, &va->max_p99, &perr);
         else if (strcmp(a, "--min-top1") == 0)
-            ok = parse_real(a, v, 0, 1, &min_top1);
+            ok = dsq_parse_real(v, 0, 1, &va->min_top1, &perr);
         else if (strcmp(a, "--stream-windows") == 0)
-            ok = parse_count(a, v, 1, INT32_MAX, &stream_windows), stream = 1;
-        else if (strcmp(a, "--fp8-f32") == 0) {
-            fp8_f32 = 1;
+            ok = dsq_parse_count(v, 1, INT32_MAX, &va->stream_windows, &perr), va->stream = 1;
+        else if (strcmp(a, "--json") == 0) {
+            va->json = 1;
+            json_at = i;
+            continue;
+        } else if (strcmp(a, "--fp8-f32") == 0) {
+            va->fp8_f32 = 1;
             continue;
         } else if (strcmp(a, "--stream-layers") == 0) {
-            stream = 1;
+            va->stream = 1;
             continue;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-            quiet = 1;
+            va->quiet = 1;
             continue;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return dsq_cli_usage(CMD, "unknown option '%s'", a);
+        } else if (json_at == i - 1) { /* the old `--json FILE` */
+            return dsq_cli_usage(CMD, "--json takes no file name: use --json-out %s", a);
         } else {
-            fprintf(stderr, "dsq verify: %s '%s'\n%s",
-                    a[0] == '-' ? "unknown option" : "unexpected argument", a, usage_text);
-            return DSQ_EXIT_USAGE;
+            return dsq_cli_usage(CMD, "unexpected argument '%s'", a);
         }
-        if (!ok)
-            return DSQ_EXIT_USAGE;
+        if (ok != DSQ_OK)
+            return dsq_cli_bad_value(CMD, a, &perr);
         i++;
     }
-    const char *why = NULL;
-    if (cand_path == NULL)
-        why = "--model CAND is required";
-    else if ((ref_path == NULL) == (load_path == NULL))
-        why = "give one of --ref REF and --load-ref FILE";
-    else if (save_path != NULL && ref_path == NULL)
-        why = "--save-ref needs --ref";
-    else if (topk_given && ref_path == NULL)
-        why = "--ref-topk needs --ref (a --load-ref file has its own)";
-    else if ((text_path == NULL) == (tokens_path == NULL))
-        why = "give one of --text FILE and --tokens FILE";
-    if (why != NULL) {
-        fprintf(stderr, "dsq verify: %s\n%s", why, usage_text);
-        return DSQ_EXIT_USAGE;
-    }
+    return 0;
+}
 
+/* The combination of options, the inputs and the outputs, before any weight is read. */
+static int check_args(const verify_args *va) {
+    const char *why = NULL;
+    if (va->cand == NULL)
+        why = "--model CAND is required";
+    else if ((va->ref == NULL) == (va->load == NULL))
+        why = "give one of --ref REF and --load-ref FILE";
+    else if (va->save != NULL && va->ref == NULL)
+        why = "--save-ref needs --ref";
+    else if (va->topk_given && va->ref == NULL)
+        why = "--ref-topk needs --ref (a --load-ref file has its own)";
+    else if ((va->text == NULL) == (va->tokens == NULL))
+        why = "give one of --text FILE and --tokens FILE";
+    if (why != NULL)
+        return dsq_cli_usage(CMD, "%s", why);
+    const char *inputs[] = {va->ref, va->load, va->cand, va->text, va->tokens};
+    for (size_t k = 0; k < sizeof inputs / sizeof inputs[0]; k++) {
+        const int missing = inputs[k] != NULL ? dsq_cli_need_input(CMD, inputs[k]) : 0;
+        if (missing != 0)
+            return missing;
+    }
+    const int json_file = va->json_out != NULL && strcmp(va->json_out, "-") != 0;
+    const char *outputs[] = {json_file ? va->json_out : NULL, va->save};
+    for (size_t k = 0; k < sizeof outputs / sizeof outputs[0]; k++) {
+        const int bad = outputs[k] != NULL ? dsq_cli_check_out_file(CMD, outputs[k]) : 0;
+        if (bad != 0)
+            return bad;
+    }
+    return 0;
+}
+
+/* REF's logits: loaded from --load-ref, or computed (then --save-ref); tokenizes --text
+ * with REF when it runs. 0 or the exit code (printed). */
+static int reference(const verify_args *va, int64_t per_pass, int32_t **ids, int64_t *n_ids,
+                     dsq_ref_logits **ref) {
     dsq_err err = {0};
     dsq_status st;
     dsq_model *m = NULL;
-    dsq_ref_logits *ref = NULL;
-    int32_t *ids = NULL;
-    int64_t n_ids = 0;
-    json_t *js = NULL;
-    int rc = DSQ_EXIT_OK;
-    /* verify/kld.h's stream: 0 whole model, else windows a layer-streamed pass */
-    const int64_t per_pass = !stream ? 0 : stream_windows > 0 ? stream_windows : DSQ_STREAM_ALL;
-    if (tokens_path != NULL && (st = dsq_tokens_read(tokens_path, &ids, &n_ids, &err)) != DSQ_OK)
-        return dsq_cli_fail(st, &err);
-    if (load_path != NULL) {
-        if ((st = dsq_ref_load(&ref, load_path, &err)) != DSQ_OK) {
-            rc = dsq_cli_fail(st, &err);
-            goto done;
-        }
-        if ((ctx_given && ctx != ref->n_ctx) || (chunks_given && chunks != ref->n_chunks)) {
-            fprintf(stderr,
-                    "dsq verify: %s was made with --ctx %lld and %lld chunks; give the same or "
-                    "leave them out\n",
-                    load_path, (long long)ref->n_ctx, (long long)ref->n_chunks);
-            rc = DSQ_EXIT_USAGE;
-            goto done;
-        }
-    } else {
-        /* the reference first, then freed: one model in memory at a time */
-        if ((rc = open_model(ref_path, threads, fp8_f32, stream, &m)) != 0)
-            goto done;
-        if (text_path != NULL && (rc = tokenize(m, text_path, &ids, &n_ids)) != 0)
-            goto done;
-        vprog prog = {.what = "ref", .unit = stream ? "layer" : "chunk"};
-        dsq_progress_init(&prog.bar, "ref", quiet);
-        dsq_ppl_opts po;
-        memset(&po, 0, sizeof po);
-        po.n_ctx = ctx;
-        po.n_chunks = chunks;
-        po.bos = dsq_model_get_config(m)->bos;
-        po.nthreads = (int)threads;
-        po.progress = progress_cb;
-        po.progress_user = &prog;
-        st = dsq_ref_compute(m, ids, n_ids, &po, (int32_t)topk, per_pass, &ref, &err);
-        dsq_progress_done(&prog.bar);
-        dsq_model_close(m);
-        m = NULL;
-        if (st != DSQ_OK) {
-            rc = dsq_cli_fail(st, &err);
-            goto done;
-        }
-        if (save_path != NULL && (st = dsq_ref_save(ref, save_path, &err)) != DSQ_OK) {
-            rc = dsq_cli_fail(st, &err);
-            goto done;
-        }
+    int rc = 0;
+    if (va->load != NULL) {
+        if ((st = dsq_ref_load(ref, va->load, &err)) != DSQ_OK)
+            return dsq_cli_fail(CMD, st, &err);
+        if ((va->ctx_given && va->ctx != (*ref)->n_ctx) ||
+            (va->chunks_given && va->chunks != (*ref)->n_chunks))
+            return dsq_cli_usage(CMD, "%s was made with --ctx %lld and %lld chunks; give the "
+                                 "same or leave them out",
+                                 va->load, (long long)(*ref)->n_ctx, (long long)(*ref)->n_chunks);
+        return 0;
     }
-    if ((rc = open_model(cand_path, threads, fp8_f32, stream, &m)) != 0)
+    /* the reference first, then freed: one model in memory at a time */
+    if ((rc = open_model(va->ref, va->threads, va->fp8_f32, va->stream, &m)) != 0)
+        return rc;
+    if (va->text != NULL && (rc = tokenize(m, va->text, ids, n_ids)) != 0)
         goto done;
-    if (ids == NULL && (rc = tokenize(m, text_path, &ids, &n_ids)) != 0)
-        goto done;
-    dsq_kld_result r;
-    if ((st = dsq_kld_run(m, ref, ids, n_ids, (int)threads, per_pass, &r, &err)) != DSQ_OK) {
-        rc = dsq_cli_fail(st, &err);
-        goto done;
-    }
+    vprog prog = {.what = "ref", .unit = va->stream ? "layer" : "chunk"};
+    dsq_progress_init(&prog.bar, "ref", va->quiet);
+    dsq_ppl_opts po;
+    memset(&po, 0, sizeof po);
+    po.n_ctx = va->ctx;
+    po.n_chunks = va->chunks;
+    po.bos = dsq_model_get_config(m)->bos;
+    po.nthreads = va->threads;
+    po.progress = progress_cb;
+    po.progress_user = &prog;
+    st = dsq_ref_compute(m, *ids, *n_ids, &po, (int32_t)va->topk, per_pass, ref, &err);
+    dsq_progress_done(&prog.bar);
+    if (st == DSQ_OK && va->save != NULL)
+        st = dsq_ref_save(*ref, va->save, &err);
+    if (st != DSQ_OK)
+        rc = dsq_cli_fail(CMD, st, &err);
+done:
+    dsq_model_close(m);
+    return rc;
+}
 
-    /* thresholds */
+/* The JSON document to stdout (--json, --json-out -) or to the --json-out file. */
+static int write_json(const verify_args *va, const dsq_kld_result *r, int pass, json_t *failed) {
+    json_t *th = json_object();
+    if (va->max_ratio >= 0)
+        json_object_set_new(th, "max_ppl_ratio", json_real(va->max_ratio));
+    if (va->max_kld >= 0)
+        json_object_set_new(th, "max_kld", json_real(va->max_kld));
+    if (va->max_p99 >= 0)
+        json_object_set_new(th, "max_kld_p99", json_real(va->max_p99));
+    if (va->min_top1 >= 0)
+        json_object_set_new(th, "min_top1", json_real(va->min_top1));
+    json_t *js = json_pack(
+        "{s:{s:f,s:f,s:f,s:o},s:{s:f,s:f,s:f,s:o},s:f,s:{s:f,s:f,s:f,s:i},"
+        "s:f,s:b,s:O,s:o,s:I,s:I,s:I,s:f}",
+        "ref", "ppl", r->ref_ppl, "ppl_stderr", r->ref_ppl_stderr, "nll_mean", r->ref_nll_mean,
+        "path", dsq_cli_json_str(va->ref != NULL ? va->ref : va->load), "model", "ppl", r->ppl,
+        "ppl_stderr", r->ppl_stderr, "nll_mean", r->nll_mean, "path", dsq_cli_json_str(va->cand),
+        "ppl_ratio", r->ppl_ratio, "kld", "mean", r->kld_mean, "p99", r->kld_p99, "max",
+        r->kld_max, "top_k", (int)r->k, "top1", r->top1, "pass", pass, "failed", failed,
+        "thresholds", th, "n_scored", (json_int_t)r->n_scored, "ctx", (json_int_t)r->n_ctx,
+        "n_chunks", (json_int_t)r->n_chunks, "seconds", r->seconds);
+    const int rc = dsq_cli_json_write(CMD, js, JSON_INDENT(2) | JSON_REAL_PRECISION(12),
+                                      va->json_out);
+    json_decref(js);
+    return rc;
+}
+
+/* The thresholds, the report, the JSON; DSQ_EXIT_OK, DSQ_EXIT_CHECK_FAILED or an error. */
+static int report(const verify_args *va, const dsq_kld_result *r) {
+    /* human lines go to stderr whenever the document goes to stdout */
+    FILE *human =
+        va->json || (va->json_out != NULL && strcmp(va->json_out, "-") == 0) ? stderr : stdout;
     json_t *failed = json_array();
     char msg[512] = "";
     size_t ml = 0;
@@ -288,75 +308,77 @@ int dsq_cmd_verify(int argc, char **argv) {
         ml += (size_t)snprintf(msg + ml, ml < sizeof msg ? sizeof msg - ml : 0, "%s" fmt,          \
                                ml ? "; " : "", __VA_ARGS__);                                       \
     } while (0)
-    if (max_ratio >= 0 && !(r.ppl_ratio <= max_ratio))
-        CROSSED("max-ppl-ratio", "ppl ratio %.6f > --max-ppl-ratio %g", r.ppl_ratio, max_ratio);
-    if (max_kld >= 0 && !(r.kld_mean <= max_kld))
-        CROSSED("max-kld", "mean KLD %.6f > --max-kld %g", r.kld_mean, max_kld);
-    if (max_p99 >= 0 && !(r.kld_p99 <= max_p99))
-        CROSSED("max-kld-p99", "p99 KLD %.6f > --max-kld-p99 %g", r.kld_p99, max_p99);
-    if (min_top1 >= 0 && !(r.top1 >= min_top1))
-        CROSSED("min-top1", "top-1 agreement %.6f < --min-top1 %g", r.top1, min_top1);
+    if (va->max_ratio >= 0 && !(r->ppl_ratio <= va->max_ratio))
+        CROSSED("max-ppl-ratio", "ppl ratio %.6f > --max-ppl-ratio %g", r->ppl_ratio,
+                va->max_ratio);
+    if (va->max_kld >= 0 && !(r->kld_mean <= va->max_kld))
+        CROSSED("max-kld", "mean KLD %.6f > --max-kld %g", r->kld_mean, va->max_kld);
+    if (va->max_p99 >= 0 && !(r->kld_p99 <= va->max_p99))
+        CROSSED("max-kld-p99", "p99 KLD %.6f > --max-kld-p99 %g", r->kld_p99, va->max_p99);
+    if (va->min_top1 >= 0 && !(r->top1 >= va->min_top1))
+        CROSSED("min-top1", "top-1 agreement %.6f < --min-top1 %g", r->top1, va->min_top1);
 #undef CROSSED
     const int pass = json_array_size(failed) == 0;
+    int rc = DSQ_EXIT_OK;
 
-    printf("ref   PPL = %.4f +/- %.5f\n", r.ref_ppl, r.ref_ppl_stderr);
-    printf("model PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
-    printf("ppl ratio = %.6f\n", r.ppl_ratio);
-    printf("KLD mean = %.6f  p99 = %.6f  max = %.6f  (top-%d + rest)\n", r.kld_mean, r.kld_p99,
-           r.kld_max, (int)r.k);
-    printf("top-1 agreement = %.4f%%  (%lld positions, %lld chunks of %lld)\n", 100.0 * r.top1,
-           (long long)r.n_scored, (long long)r.n_chunks, (long long)r.n_ctx);
-    printf("%s\n", pass ? "PASS" : "FAIL");
+    fprintf(human, "ref   PPL = %.4f +/- %.5f\n", r->ref_ppl, r->ref_ppl_stderr);
+    fprintf(human, "model PPL = %.4f +/- %.5f\n", r->ppl, r->ppl_stderr);
+    fprintf(human, "ppl ratio = %.6f\n", r->ppl_ratio);
+    fprintf(human, "KLD mean = %.6f  p99 = %.6f  max = %.6f  (top-%d + rest)\n", r->kld_mean,
+            r->kld_p99, r->kld_max, (int)r->k);
+    fprintf(human, "top-1 agreement = %.4f%%  (%lld positions, %lld chunk%s of %lld)\n",
+            100.0 * r->top1, (long long)r->n_scored, (long long)r->n_chunks,
+            dsq_cli_s((size_t)r->n_chunks), (long long)r->n_ctx);
+    fprintf(human, "%s\n", pass ? "PASS" : "FAIL");
     if (!pass) {
-        fprintf(stderr, "dsq verify: FAIL: %s\n", msg);
+        dsq_cli_error(CMD, "FAIL: %s", msg);
         rc = DSQ_EXIT_CHECK_FAILED;
     }
-
-    if (json_path != NULL) {
-        json_t *th = json_object();
-        if (max_ratio >= 0)
-            json_object_set_new(th, "max_ppl_ratio", json_real(max_ratio));
-        if (max_kld >= 0)
-            json_object_set_new(th, "max_kld", json_real(max_kld));
-        if (max_p99 >= 0)
-            json_object_set_new(th, "max_kld_p99", json_real(max_p99));
-        if (min_top1 >= 0)
-            json_object_set_new(th, "min_top1", json_real(min_top1));
-        js = json_pack("{s:{s:f,s:f,s:f,s:s?},s:{s:f,s:f,s:f,s:s},s:f,s:{s:f,s:f,s:f,s:i},"
-                       "s:f,s:b,s:o,s:o,s:I,s:I,s:I,s:f}",
-                       "ref", "ppl", r.ref_ppl, "ppl_stderr", r.ref_ppl_stderr, "nll_mean",
-                       r.ref_nll_mean, "path", ref_path != NULL ? ref_path : load_path,
-                       "model", "ppl", r.ppl, "ppl_stderr", r.ppl_stderr, "nll_mean", r.nll_mean,
-                       "path", cand_path, "ppl_ratio", r.ppl_ratio, "kld", "mean", r.kld_mean,
-                       "p99", r.kld_p99, "max", r.kld_max, "top_k", (int)r.k, "top1", r.top1,
-                       "pass", pass, "failed", failed, "thresholds", th, "n_scored",
-                       (json_int_t)r.n_scored, "ctx", (json_int_t)r.n_ctx, "n_chunks",
-                       (json_int_t)r.n_chunks, "seconds", r.seconds);
-        failed = NULL; /* owned by js (or freed by json_pack on failure) */
-        if (js == NULL) {
-            fprintf(stderr, "dsq verify: out of memory\n");
-            rc = DSQ_EXIT_INTERNAL;
-            goto done;
-        }
-        const int flags = JSON_INDENT(2) | JSON_REAL_PRECISION(12);
-        int bad = 0;
-        if (strcmp(json_path, "-") == 0) {
-            bad = json_dumpf(js, stdout, flags) != 0;
-            putchar('\n');
-        } else {
-            FILE *out = fopen(json_path, "w");
-            bad = out == NULL || json_dumpf(js, out, flags) != 0 || fputc('\n', out) == EOF;
-            if (out != NULL && fclose(out) != 0)
-                bad = 1;
-        }
-        if (bad) {
-            fprintf(stderr, "dsq: %s: %s\n", json_path, strerror(errno ? errno : EIO));
-            rc = DSQ_EXIT_IO;
-        }
+    if (va->json || va->json_out != NULL) {
+        const int jrc = write_json(va, r, pass, failed);
+        if (jrc != DSQ_EXIT_OK)
+            rc = jrc;
     }
     json_decref(failed);
+    return rc;
+}
+
+int dsq_cmd_verify(int argc, char **argv) {
+    verify_args va = {.ctx = 512, .topk = DSQ_REF_TOPK, .max_ratio = -1, .max_kld = -1,
+                      .max_p99 = -1, .min_top1 = -1};
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_text, stdout);
+            return DSQ_EXIT_OK;
+        }
+    int rc = parse_args(argc, argv, &va);
+    if (rc != 0 || (rc = check_args(&va)) != 0)
+        return rc;
+
+    dsq_err err = {0};
+    dsq_status st;
+    dsq_model *m = NULL;
+    dsq_ref_logits *ref = NULL;
+    int32_t *ids = NULL;
+    int64_t n_ids = 0;
+    /* verify/kld.h's stream: 0 whole model, else windows a layer-streamed pass */
+    const int64_t per_pass =
+        !va.stream ? 0 : va.stream_windows > 0 ? va.stream_windows : DSQ_STREAM_ALL;
+    if (va.tokens != NULL && (st = dsq_tokens_read(va.tokens, &ids, &n_ids, &err)) != DSQ_OK)
+        return dsq_cli_fail(CMD, st, &err);
+    if ((rc = reference(&va, per_pass, &ids, &n_ids, &ref)) != 0)
+        goto done;
+    if ((rc = open_model(va.cand, va.threads, va.fp8_f32, va.stream, &m)) != 0)
+        goto done;
+    if (ids == NULL && (rc = tokenize(m, va.text, &ids, &n_ids)) != 0)
+        goto done;
+    dsq_kld_result r;
+    if ((st = dsq_kld_run(m, ref, ids, n_ids, va.threads, per_pass, &r, &err)) != DSQ_OK) {
+        rc = dsq_cli_fail(CMD, st, &err);
+        goto done;
+    }
+    rc = report(&va, &r);
 done:
-    json_decref(js);
     dsq_model_close(m);
     dsq_ref_free(ref);
     free(ids);

@@ -225,6 +225,9 @@ dsq_status dsq_model_config_from_desc(const dsq_model_desc *d, const char *label
     DSQ_TRY(get_int(label, &d->num_key_value_heads, 0, c.n_heads, 1, c.n_heads, &c.n_kv_heads,
                     err));
     DSQ_TRY(get_int(label, &d->intermediate_size, 1, 0, 1, BIG, &c.ffn_dim, err));
+    /* only for `dsq ppl`'s warning: any integer is taken */
+    DSQ_TRY(get_int(label, &d->max_position_embeddings, 0, 0, INT64_MIN, INT64_MAX,
+                    &c.n_ctx_train, err));
     DSQ_TRY(get_num(label, &d->rms_norm_eps, 0, 1e-6, &c.norm_eps, err));
     DSQ_CHECK(c.norm_eps >= 0, DSQ_FORMAT, err, "%s: rms_norm_eps is negative", label);
     DSQ_TRY(get_bool(label, &d->tie_word_embeddings, 0, &c.tie_embeddings, err));

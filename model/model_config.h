@@ -85,6 +85,8 @@ typedef struct dsq_model_config {
     int tie_embeddings;   /* tie_word_embeddings */
     int32_t bos;          /* bos_token_id, -1 if none */
     int32_t eos;          /* eos_token_id, -1 if none */
+    int64_t n_ctx_train;  /* max_position_embeddings (GGUF {arch}.context_length): the
+                             context it was trained for; <= 0 when not given */
     dsq_rope_config rope;
 
     /* MLA (deepseek_v3) */

@@ -377,6 +377,7 @@ static dsq_status read_config(gguf_src *s, dsq_err *err) {
     DSQ_TRY(md_int(s, a, "attention.head_count_kv", 0, c.n_heads, 1, c.n_heads, &c.n_kv_heads,
                    err));
     DSQ_TRY(md_int(s, a, "feed_forward_length", 1, 0, 1, BIG, &c.ffn_dim, err));
+    DSQ_TRY(md_int(s, a, "context_length", 0, 0, INT64_MIN, INT64_MAX, &c.n_ctx_train, err));
     DSQ_TRY(md_num(s, a, "attention.layer_norm_rms_epsilon", 1, 0, &c.norm_eps, err));
     DSQ_CHECK(c.norm_eps >= 0, DSQ_FORMAT, err, "%s: negative rms epsilon", s->path);
     c.tie_embeddings = tensor(s, "output.weight") == NULL;

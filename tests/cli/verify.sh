@@ -46,7 +46,7 @@ W="--ctx 256 --chunks 4 --threads 2 -q"
 
 # pass: Q4_K_M against its source (measured: ratio ~1.001, KLD ~8e-4, top-1 ~96%)
 expect_rc 0 "verify q4 passes" "$dsq" verify --ref "$tm/tiny-llama" --model "$tmp/q4.gguf" \
-    --text "$tm/eval.txt" $W $TH --json "$tmp/pass.json" --save-ref "$tmp/ref.bin"
+    --text "$tm/eval.txt" $W $TH --json-out "$tmp/pass.json" --save-ref "$tmp/ref.bin"
 cp "$tmp/out" "$tmp/pass.out"
 grep -q "^PASS" "$tmp/out" || fail "no PASS line: $(cat "$tmp/out")"
 for k in '"pass": true' '"failed": \[\]' '"ppl_ratio": ' '"top1": ' '"mean": ' '"p99": ' \
@@ -80,7 +80,7 @@ expect_rc 2 "ref-topk 0" "$dsq" verify --ref "$tm/tiny-llama" --model "$tmp/q4.g
 
 # fail: the damaged copy crosses thresholds, named on stderr and in the JSON
 expect_rc 1 "verify damaged fails" "$dsq" verify --ref "$tm/tiny-llama" --model "$tmp/bad.gguf" \
-    --tokens "$tm/eval.tokens.txt" $W $TH --json "$tmp/fail.json"
+    --tokens "$tm/eval.tokens.txt" $W $TH --json-out "$tmp/fail.json"
 cp "$tmp/out" "$tmp/fail.out"
 grep -q "^FAIL" "$tmp/out" || fail "no FAIL line"
 grep -q "max-kld" "$tmp/err" || fail "stderr does not name max-kld: $(cat "$tmp/err")"
