@@ -30,6 +30,7 @@
 
 #include "quantize/fp8.h"
 #include "model/json_edit.h"
+#include "model/model_desc.h"
 #include "core/checked.h"
 #include "core/file.h"
 #include "core/numeric.h"
@@ -204,6 +205,7 @@ static dsq_status read_config(ctx *c, dsq_err *err) {
     dsq_status st = DSQ_OK;
     char *path = dsq_path_join(c->in_dir, CONFIG_JSON);
     dsq_err e2 = {0};
+    dsq_model_desc desc = {0};
     int found = 0;
     DSQ_CHECK(path != NULL, DSQ_NOMEM, err, "out of memory");
     c->block_rows = c->block_cols = 128;
@@ -217,11 +219,13 @@ static dsq_status read_config(ctx *c, dsq_err *err) {
         dsq_err_set(err, st, "%s", e2.text);
         goto cleanup;
     }
-    DSQ_TRY(dsq_config_fp8_block(c->config_text, c->config_len, path, &c->block_rows,
-                                 &c->block_cols, &found, err));
+    /* the edit first: it is the stricter JSON check (duplicate keys, NUL bytes) */
     DSQ_TRY(dsq_json_edit_top(c->config_text, c->config_len, "quantization_config", "torch_dtype",
                               "bfloat16", path, &c->config_out, &c->config_out_len, err));
+    DSQ_TRY(dsq_model_desc_parse(c->config_text, c->config_len, path, &desc, err));
+    DSQ_TRY(dsq_model_desc_fp8_block(&desc, path, &c->block_rows, &c->block_cols, &found, err));
 cleanup:
+    dsq_model_desc_free(&desc);
     free(path);
     return st;
 }

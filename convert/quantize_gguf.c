@@ -18,7 +18,6 @@
  *          written under a temporary name and renamed when all are complete. */
 #include "convert/quantize_gguf.h"
 
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,20 +81,17 @@ static dsq_status read_config(ctx *c, dsq_err *err) {
     dsq_status st = DSQ_OK;
     char *path = dsq_path_join(dsq_wsource_path(c->ws), "config.json"), *text = NULL;
     size_t len = 0;
-    json_error_t je;
     DSQ_CHECK(path != NULL, DSQ_NOMEM, err, "out of memory");
     DSQ_TRY(dsq_read_small_file(path, MAX_CONFIG, &text, &len, err));
-    c->cfg = json_loadb(text, len, 0, &je);
-    DSQ_CHECK(json_is_object(c->cfg), DSQ_FORMAT, err, "%s: line %d: %s", path, je.line,
-              c->cfg ? "not a JSON object" : je.text);
-    const char *an = json_string_value(json_array_get(json_object_get(c->cfg, "architectures"), 0));
+    DSQ_TRY(dsq_model_desc_parse(text, len, path, &c->cfg, err));
+    const char *an = c->cfg.architecture;
     c->arch = dsq_qz_arch_find(an);
     DSQ_CHECK(c->arch != NULL, DSQ_UNSUPPORTED, err,
               "%s: architecture '%s' is not supported (supported: %s)", path,
               an ? an : "(none)", dsq_qz_arch_names());
     c->hp.kvb_legacy = c->o->mla_legacy;
     c->hp.keep_mtp = c->o->keep_mtp;
-    DSQ_TRY(dsq_qz_hparams_read(c->arch, c->cfg, &c->hp, err));
+    DSQ_TRY(dsq_qz_hparams_read(c->arch, &c->cfg, &c->hp, err));
 cleanup:
     free(path);
     free(text);

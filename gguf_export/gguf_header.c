@@ -66,8 +66,8 @@ static dsq_status add_meta(const dsq_qz_plan *p, dsq_gguf_writer *w, dsq_err *er
         base_name(p->in, name, sizeof name);
         if (name[0] != '\0' && strcmp(name, ".") != 0)
             DSQ_TRY(dsq_gguf_writer_add_str(w, "general.name", name, strlen(name), err));
-        DSQ_TRY(p->arch->add_kv(w, p->cfg, &p->hp, err));
-        DSQ_TRY(dsq_qz_add_vocab(w, dsq_wsource_path(p->ws), an, p->hp.n_vocab,
+        DSQ_TRY(p->arch->add_kv(w, &p->cfg, &p->hp, err));
+        DSQ_TRY(dsq_qz_add_vocab(w, dsq_wsource_path(p->ws), an, p->hp.n_vocab, &p->cfg,
                                  p->o->tokenizer_pre, err));
     }
     /* Last, in this order: llama-quantize re-sets both keys on the converter's file, and

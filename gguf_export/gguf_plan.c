@@ -180,7 +180,7 @@ static dsq_status add_extra(dsq_qz_plan *p, dsq_err *err) {
     dsq_status st = DSQ_OK;
     if (p->arch->extra == NULL)
         return DSQ_OK;
-    DSQ_TRY(p->arch->extra(p->cfg, &p->hp, &p->extra, err));
+    DSQ_TRY(p->arch->extra(&p->cfg, &p->hp, &p->extra, err));
     if (p->extra.data == NULL)
         return DSQ_OK;
     DSQ_TRY(reserve_entry(p, err));
@@ -347,7 +347,7 @@ void dsq_qz_plan_free(dsq_qz_plan *p) {
     for (size_t i = 0; i < p->n_ov; i++)
         regfree(&p->ov[i].re);
     free(p->ov);
-    json_decref(p->cfg);
+    dsq_model_desc_free(&p->cfg);
     dsq_wsource_close(p->ws);
     dsq_imatrix_free(p->im);
     memset(p, 0, sizeof *p);

@@ -19,7 +19,6 @@
 #ifndef DSQ_GGUF_PLAN_H
 #define DSQ_GGUF_PLAN_H
 
-#include <jansson.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +28,7 @@
 #include "gguf_export/gguf_arch.h"
 #include "gguf_export/gguf_rules.h"
 #include "gguf_export/imatrix.h"
+#include "model/model_desc.h"
 #include "weights/source.h"
 
 typedef struct dsq_qz_entry {
@@ -56,7 +56,7 @@ typedef struct dsq_qz_plan {
     dsq_qz_model model;      /* what the type rules know about the model */
     dsq_imatrix *im;
     int n_splits;
-    json_t *cfg;             /* HF input: config.json (jansson) */
+    dsq_model_desc cfg;      /* HF input: config.json, described once (model/model_desc.h) */
     const dsq_qz_arch *arch; /* HF input */
     dsq_qz_hparams hp;
     const dsq_ftype_info *ft;

@@ -8,8 +8,6 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include "quantize/fp8.h"
-
 /* The scanner runs only on text jansson has accepted, so it can be simple:
  * it never needs to diagnose, only to skip. */
 static size_t skip_ws(const char *s, size_t i, size_t n) {
@@ -180,22 +178,6 @@ dsq_status dsq_json_edit_top(const char *text, size_t len, const char *remove_ke
 cleanup:
     free(buf);
     free(mem);
-    json_decref(root);
-    return st;
-}
-
-dsq_status dsq_config_fp8_block(const char *text, size_t len, const char *label, int64_t *rows,
-                                int64_t *cols, int *found, dsq_err *err) {
-    dsq_status st = DSQ_OK;
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, 0, &jerr);
-    *rows = 128;
-    *cols = 128;
-    *found = 0;
-    DSQ_CHECK(root != NULL, DSQ_FORMAT, err, "%s: %s (line %d)", label, jerr.text, jerr.line);
-    DSQ_TRY(dsq_fp8_block_parse(json_object_get(root, "quantization_config"), label, rows, cols,
-                                found, err));
-cleanup:
     json_decref(root);
     return st;
 }

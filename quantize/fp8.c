@@ -2,7 +2,6 @@
 #include "quantize/fp8.h"
 
 #include <inttypes.h>
-#include <jansson.h>
 #include <math.h>
 #include <string.h>
 
@@ -11,31 +10,6 @@
 
 int dsq_fp8_is_fp8(dsq_dtype t) {
     return t == DSQ_DTYPE_F8_E4M3 || t == DSQ_DTYPE_F8_E5M2;
-}
-
-dsq_status dsq_fp8_block_parse(const struct json_t *qc, const char *label, int64_t *rows,
-                               int64_t *cols, int *found, dsq_err *err) {
-    const json_t *bs = json_object_get(qc, "weight_block_size");
-    *rows = *cols = DSQ_FP8_DEFAULT_BLOCK;
-    *found = 0;
-    if (bs == NULL || json_is_null(bs))
-        return DSQ_OK;
-    const json_t *r = json_array_get(bs, 0), *c = json_array_get(bs, 1);
-    if (!json_is_array(bs) || json_array_size(bs) != 2 || !json_is_integer(r) ||
-        !json_is_integer(c))
-        return dsq_err_set(err, DSQ_FORMAT,
-                           "%s: quantization_config.weight_block_size must be two integers",
-                           label);
-    const json_int_t a = json_integer_value(r), b = json_integer_value(c);
-    if (a <= 0 || b <= 0 || a > (1 << 20) || b > (1 << 20))
-        return dsq_err_set(err, DSQ_FORMAT,
-                           "%s: quantization_config.weight_block_size [%lld, %lld] out of range "
-                           "(1 to 2^20)",
-                           label, (long long)a, (long long)b);
-    *rows = (int64_t)a;
-    *cols = (int64_t)b;
-    *found = 1;
-    return DSQ_OK;
 }
 
 /* A little-endian F32 of a file, read in host order: the row data path assumes a

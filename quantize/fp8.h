@@ -1,11 +1,12 @@
 /* quantize/fp8.h: FP8 once. Everything dsq knows about DeepSeek-style FP8
  * weights (F8_E4M3 / F8_E5M2 codes with one F32 `<name>_scale_inv` per
- * Bm x Bn block) lives here: the decode tables, the block size read from
- * config.json (dsq_fp8_block_parse), the check every reader applies to a
+ * Bm x Bn block) lives here: the decode tables, the check every reader applies to a
  * scale (dsq_fp8_check_scale), the row dequantizers (to F32 for the
  * quantizers and the forward pass, to BF16 through per-block tables for
  * `dsq convert`) and their SIMD kernels. Readers (weights/source_hf.c,
- * convert/fp8_bf16.c) call these; none has its own copy.
+ * convert/fp8_bf16.c) call these; none has its own copy. The block size is a
+ * config.json member, read with the rest of the model description
+ * (model/model_desc.h dsq_model_desc_fp8_block).
  *
  * FP8 x block scale -> BF16 for one run of a row:
  *
@@ -30,19 +31,11 @@
 #include "core/status.h"
 #include "core/tensor.h"
 
-struct json_t; /* jansson's */
-
 /* quantization_config.weight_block_size when config.json does not say */
 #define DSQ_FP8_DEFAULT_BLOCK 128
 
 /* 1 for F8_E4M3 and F8_E5M2 */
 int dsq_fp8_is_fp8(dsq_dtype t);
-
-/* The Bm x Bn scale block from config.json's quantization_config object (qc; NULL, absent
- * or a JSON null weight_block_size: 128 x 128, *found 0). `label` names the file.
- * @return DSQ_OK; DSQ_FORMAT when weight_block_size is not two integers in [1, 2^20]. */
-dsq_status dsq_fp8_block_parse(const struct json_t *qc, const char *label, int64_t *rows,
-                               int64_t *cols, int *found, dsq_err *err);
 
 /* The check of a FP8 weight w's block scale s, the same for every reader: w 2-D, s F32 of
  * shape [ceil(M/bm), ceil(N/bn)], every value finite (s->data holds its little-endian

@@ -5,13 +5,12 @@
  * FP8 weight W: that scale is W's second part (DSQ_WLAYOUT_FP8_BLOCK) and is checked with
  * quantize/fp8.h's dsq_fp8_check_scale whenever W is looked up, so a NaN, infinite,
  * misshapen or non-F32 scale is refused the same way by every command. The Bm x Bn block
- * comes from config.json's quantization_config.weight_block_size (dsq_fp8_block_parse).
+ * comes from config.json's quantization_config.weight_block_size (model/model_desc.h).
  * F32, F16, BF16 and FP8 rows decode to F32 and BF16; any other dtype is described (for a
  * byte copy) but not readable.
  *
  * All reading of tensor bytes goes through hf_bytes(): the one place to change when the
  * source reads with pread instead of a mapping. */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +19,7 @@
 #include "core/file.h"
 #include "core/numeric.h"
 #include "formats/st_checkpoint.h"
-#include "model/json_edit.h"
+#include "model/model_desc.h"
 #include "quantize/fp8.h"
 #include "weights/source.h"
 
