@@ -33,6 +33,7 @@
 
 #include "quantize/fp8.h"
 #include "model/json_edit.h"
+#include "model/model_desc.h"
 #include "core/checked.h"
 #include "core/file.h"
 #include "core/hash.h"
@@ -125,38 +126,6 @@ static float rd_f32(const uint8_t *p) {
 
 /* ---- planning: every check happens here, before anything is written ---- */
 
-static dsq_status check_scale(const ctx *c, const dsq_tensor_view *w, const dsq_tensor_view *s,
-                              dsq_err *err) {
-    const char *sname = s->name;
-    if (w->ndim != 2)
-        return dsq_err_set(err, DSQ_FORMAT, "tensor '%s': FP8 weight with %d dimensions, expected 2",
-                           w->name, w->ndim);
-    if (s->dtype != DSQ_DTYPE_F32)
-        return dsq_err_set(err, DSQ_UNSUPPORTED, "tensor '%s': scale is %s, expected F32", sname,
-                           dsq_dtype_name(s->dtype));
-    const int64_t want_r = (int64_t)dsq_ceil_div_u64((uint64_t)w->shape[0], (uint64_t)c->block_rows);
-    const int64_t want_c = (int64_t)dsq_ceil_div_u64((uint64_t)w->shape[1], (uint64_t)c->block_cols);
-    if (s->ndim != 2 || s->shape[0] != want_r || s->shape[1] != want_c) {
-        char got[96];
-        dsq_shape_format(s->shape, s->ndim, got, sizeof got);
-        return dsq_err_set(err, DSQ_FORMAT,
-                           "tensor '%s': scale shape %s does not match weight [%" PRId64 ", %" PRId64
-                           "] in %" PRId64 "x%" PRId64 " blocks (expected [%" PRId64 ", %" PRId64
-                           "])",
-                           sname, got, w->shape[0], w->shape[1], c->block_rows, c->block_cols,
-                           want_r, want_c);
-    }
-    const uint8_t *p = s->data;
-    for (int64_t i = 0; i < want_r * want_c; i++) {
-        const float v = rd_f32(p + 4 * i);
-        if (v != v || v - v != 0.0f)
-            return dsq_err_set(err, DSQ_FORMAT,
-                               "tensor '%s': scale[%" PRId64 "][%" PRId64 "] is %s", sname,
-                               i / want_c, i % want_c, v != v ? "NaN" : "infinite");
-    }
-    return DSQ_OK;
-}
-
 static dsq_status plan_shard(ctx *c, size_t si, shard_plan *sp, dsq_err *err) {
     dsq_status st = DSQ_OK;
     const dsq_st *sh = dsq_ckpt_shard(c->ck, si);
@@ -205,7 +174,7 @@ static dsq_status plan_shard(ctx *c, size_t si, shard_plan *sp, dsq_err *err) {
                 j->act = ACT_KEEP_FP8;
                 c->sum->tensors_kept_fp8++;
             } else {
-                DSQ_TRY(check_scale(c, v, j->scale, err));
+                DSQ_TRY(dsq_fp8_check_scale(NULL, v, j->scale, c->block_rows, c->block_cols, err));
                 j->act = ACT_CONVERT;
                 c->sum->tensors_converted++;
             }
@@ -231,6 +200,7 @@ static dsq_status read_config(ctx *c, dsq_err *err) {
     dsq_status st = DSQ_OK;
     char *path = dsq_path_join(c->in_dir, CONFIG_JSON);
     dsq_err e2 = {0};
+    dsq_model_desc desc = {0};
     int found = 0;
     DSQ_CHECK(path != NULL, DSQ_NOMEM, err, "out of memory");
     c->block_rows = c->block_cols = 128;
@@ -244,11 +214,13 @@ static dsq_status read_config(ctx *c, dsq_err *err) {
         dsq_err_set(err, st, "%s", e2.text);
         goto cleanup;
     }
-    DSQ_TRY(dsq_config_fp8_block(c->config_text, c->config_len, path, &c->block_rows,
-                                 &c->block_cols, &found, err));
+    /* the edit first: it is the stricter JSON check (duplicate keys, NUL bytes) */
     DSQ_TRY(dsq_json_edit_top(c->config_text, c->config_len, "quantization_config", "torch_dtype",
                               "bfloat16", path, &c->config_out, &c->config_out_len, err));
+    DSQ_TRY(dsq_model_desc_parse(c->config_text, c->config_len, path, &desc, err));
+    DSQ_TRY(dsq_model_desc_fp8_block(&desc, path, &c->block_rows, &c->block_cols, &found, err));
 cleanup:
+    dsq_model_desc_free(&desc);
     free(path);
     return st;
 }
@@ -357,15 +329,7 @@ static dsq_status convert_tensor(ctx *c, const dsq_st *sh, const job *j, dsq_err
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *in = src + (r - r0) * N;
             uint16_t *o = out + (r - r0) * N;
-            const int64_t rb = r / Bm;
-            for (int64_t cb = 0; cb < ncb; cb++) {
-                const int64_t c0 = cb * Bn, len = c0 + Bn < N ? Bn : N - c0;
-                const uint16_t *lut = luts + ((rb - rb0) * ncb + cb) * 256;
-                if (simd)
-                    dsq__fp8_apply_lut_simd(in + c0, o + c0, len, lut);
-                else
-                    dsq__fp8_apply_lut(in + c0, o + c0, len, lut);
-            }
+            dsq_fp8_row_bf16(in, o, N, Bn, luts + (r / Bm - rb0) * ncb * 256, simd);
         }
         DSQ_TRY(dsq_stream_put(c->s, buf, (size_t)((r1 - r0) * N * 2), err));
     }
@@ -692,10 +656,8 @@ dsq_status dsq_convert_fp8_bf16(const char *in_dir, const char *out_dir, const d
     c.nthreads = 1;
 #endif
     c.simd = dsq__fp8_simd_available() && getenv("DSQ_NO_SIMD") == NULL;
-    for (int i = 0; i < 256; i++) {
-        c.dec_e4m3[i] = dsq_fp8_e4m3_to_f32((uint8_t)i);
-        c.dec_e5m2[i] = dsq_fp8_e5m2_to_f32((uint8_t)i);
-    }
+    dsq_fp8_table(DSQ_DTYPE_F8_E4M3, c.dec_e4m3);
+    dsq_fp8_table(DSQ_DTYPE_F8_E5M2, c.dec_e5m2);
     const dsq_stream_opts so = {.out_dir = out_dir,
                                 .tool = "dsq convert fp8 bf16",
                                 .resume = opts->resume,

@@ -1,8 +1,11 @@
-/* convert/quantize_gguf.h: `dsq quantize IN OUT.gguf --type T`.
+/* convert/quantize_gguf.h: `dsq quantize IN OUT.gguf --type T`, the driver of a GGUF
+ * export: the input through the weight source (weights/source.h), the plan, header and
+ * transforms from gguf_export/ (gguf_plan.h), the write side in quantize_gguf.c.
  *
  * IN is a Hugging Face checkpoint directory (sharded or not) of F32, F16 or BF16 weights,
  * or DeepSeek's FP8 (F8_E4M3 with F32 *_scale_inv block scales, dequantized on the fly as
- * convert/fp8_bf16.h defines it, but kept in F32: no BF16 rounding, no copy on disk),
+ * quantize/fp8.h defines it, rounded to BF16 as DeepSeek's cast is unless fp8_f32; no copy
+ * on disk),
  * or a GGUF file or split set given by its first file (formats/gguf_split.h; any
  * architecture: its metadata, the first file's, is kept as llama-quantize keeps it, and
  * the rules key on its tensor names; F32/F16/BF16 tensors are widened exactly, quantized
@@ -41,45 +44,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/dtype.h"
-#include "core/report.h"
 #include "core/status.h"
-
-typedef struct dsq_qz_opts {
-    const char *type;                 /* preset or type name: "Q4_K_M", "Q8_0", ... */
-    int pure;                         /* every quantizable tensor gets the base type */
-    const char *const *tensor_types;  /* "REGEX=TYPE" overrides, first match wins */
-    size_t n_tensor_types;
-    const char *output_tensor_type;   /* NULL: the preset's rule */
-    const char *token_embedding_type; /* NULL: the preset's rule */
-    const char *tokenizer_pre;        /* NULL: guessed from tokenizer.json */
-    int mla_legacy;                   /* deepseek2: one attn_kv_b instead of attn_k_b/attn_v_b */
-    int fp8_f32;                      /* FP8 x scale kept in F32, not rounded to BF16 as
-                                         DeepSeek's cast (and so llama.cpp's input) has it */
-    int keep_mtp;                     /* deepseek2: write the multi-token-prediction layers
-                                       * (num_nextn_predict_layers) as the last blocks, in
-                                       * llama.cpp's nextn layout, instead of dropping them */
-    int dry_run;                      /* plan only, write nothing */
-    const char *imatrix;              /* importance matrix file (GGUF or legacy .dat), or NULL */
-    int allow_requantize;             /* GGUF input: quantized tensors may be requantized */
-    uint64_t split_max_bytes;         /* > 0: split the output, at most this much tensor data
-                                       * (padded to 32 bytes per tensor) per file */
-    int threads;                      /* 0 = OpenMP default */
-    dsq_log_fn log;
-    void *log_user;
-    dsq_progress_fn progress; /* bytes of tensor data written / total */
-    void *progress_user;
-} dsq_qz_opts;
-
-/* One output tensor of the plan. */
-typedef struct dsq_qz_tensor {
-    char      name[64];  /* GGUF name */
-    uint32_t  n_dims;
-    int64_t   ne[4];     /* ne[0] fastest */
-    dsq_dtype type;
-    uint64_t  nbytes;
-    int       fallback;  /* the row-length fallback picked the type */
-} dsq_qz_tensor;
+#include "gguf_export/gguf_opts.h"
 
 typedef struct dsq_qz_summary {
     char            arch[32];    /* "deepseek2" */

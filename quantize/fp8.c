@@ -1,9 +1,98 @@
-/* quantize/fp8.c: see fp8.h. */
+/* quantize/fp8.c: FP8 decode, scale checks, block size and row dequantizers (see fp8.h). */
 #include "quantize/fp8.h"
 
+#include <inttypes.h>
 #include <math.h>
+#include <string.h>
 
+#include "core/checked.h"
 #include "core/numeric.h"
+
+int dsq_fp8_is_fp8(dsq_dtype t) {
+    return t == DSQ_DTYPE_F8_E4M3 || t == DSQ_DTYPE_F8_E5M2;
+}
+
+/* A little-endian F32 of a file, read in host order: the row data path assumes a
+ * little-endian host, as its F32 row copies do. */
+static inline float le_f32(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, sizeof f);
+    return f;
+}
+
+dsq_status dsq_fp8_check_scale(const char *where, const dsq_tensor_view *w,
+                               const dsq_tensor_view *s, int64_t bm, int64_t bn, dsq_err *err) {
+    const char *pre = where != NULL ? where : "", *sep = where != NULL ? ": " : "";
+    if (w->ndim != 2)
+        return dsq_err_set(err, DSQ_FORMAT,
+                           "%s%stensor '%s': FP8 weight with %d dimensions, expected 2", pre, sep,
+                           w->name, w->ndim);
+    if (s->dtype != DSQ_DTYPE_F32)
+        return dsq_err_set(err, DSQ_UNSUPPORTED, "%s%stensor '%s': scale is %s, expected F32",
+                           pre, sep, s->name, dsq_dtype_name(s->dtype));
+    const int64_t want_r = (int64_t)dsq_ceil_div_u64((uint64_t)w->shape[0], (uint64_t)bm);
+    const int64_t want_c = (int64_t)dsq_ceil_div_u64((uint64_t)w->shape[1], (uint64_t)bn);
+    if (s->ndim != 2 || s->shape[0] != want_r || s->shape[1] != want_c) {
+        char got[96];
+        dsq_shape_format(s->shape, s->ndim, got, sizeof got);
+        return dsq_err_set(err, DSQ_FORMAT,
+                           "%s%stensor '%s': scale shape %s does not match weight [%" PRId64
+                           ", %" PRId64 "] in %" PRId64 "x%" PRId64 " blocks (expected [%" PRId64
+                           ", %" PRId64 "])",
+                           pre, sep, s->name, got, w->shape[0], w->shape[1], bm, bn, want_r,
+                           want_c);
+    }
+    /* the reader checked nbytes against the shape; a NaN or infinite scale would turn a
+     * whole block into NaN or infinity, which no consumer of the weights can use */
+    const uint8_t *p = s->data;
+    for (int64_t i = 0; i < want_r * want_c; i++) {
+        const float v = le_f32(p + 4 * i);
+        if (!isfinite(v))
+            return dsq_err_set(err, DSQ_FORMAT,
+                               "%s%stensor '%s': scale[%" PRId64 "][%" PRId64 "] is %s", pre, sep,
+                               s->name, i / want_c, i % want_c, isnan(v) ? "NaN" : "infinite");
+    }
+    return DSQ_OK;
+}
+
+void dsq_fp8_table(dsq_dtype t, float dec[256]) {
+    for (int c = 0; c < 256; c++)
+        dec[c] = t == DSQ_DTYPE_F8_E5M2 ? dsq_fp8_e5m2_to_f32((uint8_t)c)
+                                        : dsq_fp8_e4m3_to_f32((uint8_t)c);
+}
+
+void dsq_fp8_decoder_init(dsq_fp8_decoder *d, dsq_dtype t, int round_bf16) {
+    dsq_fp8_table(t, d->dec);
+    d->round_bf16 = round_bf16;
+    d->decode = dsq__fp8_decode_simd_available() ? dsq__fp8_decode_simd : dsq__fp8_decode;
+}
+
+void dsq_fp8_row_f32(const dsq_fp8_decoder *d, const uint8_t *q, const uint8_t *scales,
+                     int64_t cols, int64_t bn, float *out) {
+    /* W[r][j] * scale_inv[r / Bm][j / Bn], the product rounded to F32 once, then to BF16
+     * with round_bf16: the value the BF16 cast (fp8_cast_bf16.py, `dsq convert`) holds */
+    for (int64_t j0 = 0, k = 0; j0 < cols; j0 += bn, k++) {
+        const int64_t n = j0 + bn < cols ? bn : cols - j0;
+        d->decode(q + j0, out + j0, n, d->dec, le_f32(scales + 4 * k), d->round_bf16);
+    }
+}
+
+void dsq_fp8_build_luts(const float dec[256], const uint8_t *scales, int64_t ncb,
+                        uint16_t *luts) {
+    for (int64_t k = 0; k < ncb; k++)
+        dsq__fp8_build_lut(dec, le_f32(scales + 4 * k), luts + k * 256);
+}
+
+void dsq_fp8_row_bf16(const uint8_t *q, uint16_t *out, int64_t cols, int64_t bn,
+                      const uint16_t *luts, int simd) {
+    for (int64_t j0 = 0, k = 0; j0 < cols; j0 += bn, k++) {
+        const int64_t n = j0 + bn < cols ? bn : cols - j0;
+        if (simd)
+            dsq__fp8_apply_lut_simd(q + j0, out + j0, n, luts + k * 256);
+        else
+            dsq__fp8_apply_lut(q + j0, out + j0, n, luts + k * 256);
+    }
+}
 
 void dsq__fp8_build_lut(const float dec[256], float scale, uint16_t lut[256]) {
     for (int code = 0; code < 256; code++)

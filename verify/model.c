@@ -78,7 +78,9 @@ static dsq_status name_layer(dsq_model *m, int64_t l, dsq_err *err) {
 static dsq_status load_linear(const dsq_model *m, dsq__linear *l, dsq_err *err) {
     dsq_status st = DSQ_OK;
     dsq_winfo wi;
+    dsq_wtensor wt; /* looked up once, read by every piece */
     DSQ_TRY(dsq_wsource_info(m->ws, l->name, &wi, err));
+    DSQ_TRY(dsq_wsource_find(m->ws, l->name, &wt, err));
     DSQ_CHECK(wi.ndim == 2 && wi.shape[0] == l->n_out && wi.shape[1] == l->n_in, DSQ_FORMAT, err,
               "tensor '%s' has shape [%lld%s%lld], expected [%lld, %lld] from the config",
               l->name, (long long)wi.shape[0], wi.ndim == 2 ? ", " : "?",
@@ -97,7 +99,7 @@ static dsq_status load_linear(const dsq_model *m, dsq__linear *l, dsq_err *err) 
         for (int64_t p = 0; p < pieces; p++) {
             const int64_t r = p * chunk, n = r + chunk <= l->n_out ? chunk : l->n_out - r;
             dsq_status s = tmp == NULL ? dsq_err_set(&e, DSQ_NOMEM, "out of memory")
-                                       : dsq_wsource_read_rows(m->ws, l->name, r, n, tmp, &e);
+                                       : dsq_wsource_read(m->ws, &wt, r, n, tmp, &e);
             if (s == DSQ_OK) {
                 dsq_pmat_pack_rows(&l->w, r, tmp, n, l->n_in);
             } else {

@@ -1,16 +1,22 @@
-/* weights/source_gguf.c: a llama.cpp GGUF file as a weight source.
+/* weights/source_gguf.c: a llama.cpp GGUF file (or split set) as a weight source.
  *
- * The forward pass asks for Hugging Face names; one table (names[] below)
- * maps each to the GGUF tensor llama.cpp's convert_hf_to_gguf.py (and
- * `dsq quantize`) writes for it, and how to read it:
+ * Its tensors are listed under their GGUF names, for any architecture (`dsq quantize`
+ * requantizes whatever llama.cpp wrote): shape = ne reversed, one part (its bytes in the
+ * file), the ggml block type as the block structure. Opened for the forward pass (llama,
+ * deepseek2), the hyper-parameters are read from the metadata and HF names are answered too.
+ *
+ * The forward pass asks for Hugging Face names; the name table `dsq quantize`
+ * writes with (model/tensor_names.h) maps each to the GGUF tensor llama.cpp's
+ * convert_hf_to_gguf.py writes for it, and its form says how to read it:
  *   PLAIN   the tensor itself; HF shape = ne reversed.
  *   EXPERT  expert E of a 3-D ffn_*_exps tensor [E][out][in] (ne = [in, out, E]).
  *   KVB     kv_b_proj [H·(nope+v), C]: attn_kv_b.weight when the file has the
  *           legacy layout, else rebuilt from attn_k_b [H][C][nope] (rows of
  *           kv_b for j < nope are its columns: kv_b[h·(nope+v)+j][c] =
  *           k_b[h][c][j]) and attn_v_b [H][v][C] (rows taken as they are).
- * Every row is decoded with dsq_dequantize_row, so F32, F16, BF16 and every
- * GGUF block type dsq knows read the same way.
+ * Every row is decoded with dsq_dequantize_row (decode_row: the one place tensor
+ * bytes are read), so F32, F16, BF16 and every GGUF block type dsq knows read the
+ * same way.
  *
  * llama's attn_q/attn_k rows are permuted by the converter (specs/formats.md
  * §3.2: row 2i+j of a head is HF row j·d/2+i), which turns HF's rotate-half
@@ -30,67 +36,19 @@
 #include "core/checked.h"
 #include "formats/gguf.h"
 #include "formats/gguf_split.h"
+#include "model/tensor_names.h"
 #include "quantize/quant.h"
 #include "weights/source.h"
 
 typedef enum map_kind { MAP_PLAIN, MAP_EXPERT, MAP_KVB } map_kind;
 
-/* HF name (after "model.layers.N." for per-layer ones) -> GGUF name. */
-typedef struct name_map {
-    const char *hf;
-    const char *gguf; /* "blk.%d." is prefixed for per-layer names */
-    map_kind kind;
-} name_map;
-
-static const name_map global_names[] = {
-    {"model.embed_tokens.weight", "token_embd.weight", MAP_PLAIN},
-    {"model.norm.weight", "output_norm.weight", MAP_PLAIN},
-    {"lm_head.weight", "output.weight", MAP_PLAIN},
-};
-
-static const name_map layer_names[] = {
-    {"input_layernorm.weight", "attn_norm.weight", MAP_PLAIN},
-    {"post_attention_layernorm.weight", "ffn_norm.weight", MAP_PLAIN},
-    {"self_attn.q_proj.weight", "attn_q.weight", MAP_PLAIN},
-    {"self_attn.k_proj.weight", "attn_k.weight", MAP_PLAIN},
-    {"self_attn.v_proj.weight", "attn_v.weight", MAP_PLAIN},
-    {"self_attn.o_proj.weight", "attn_output.weight", MAP_PLAIN},
-    {"self_attn.q_a_proj.weight", "attn_q_a.weight", MAP_PLAIN},
-    {"self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight", MAP_PLAIN},
-    {"self_attn.q_b_proj.weight", "attn_q_b.weight", MAP_PLAIN},
-    {"self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa.weight", MAP_PLAIN},
-    {"self_attn.kv_a_layernorm.weight", "attn_kv_a_norm.weight", MAP_PLAIN},
-    {"self_attn.kv_b_proj.weight", "attn_kv_b.weight", MAP_KVB},
-    {"mlp.gate_proj.weight", "ffn_gate.weight", MAP_PLAIN},
-    {"mlp.up_proj.weight", "ffn_up.weight", MAP_PLAIN},
-    {"mlp.down_proj.weight", "ffn_down.weight", MAP_PLAIN},
-    {"mlp.gate.weight", "ffn_gate_inp.weight", MAP_PLAIN},
-    {"mlp.gate.e_score_correction_bias", "exp_probs_b.bias", MAP_PLAIN},
-    {"mlp.experts.gate_proj.weight", "ffn_gate_exps.weight", MAP_EXPERT},
-    {"mlp.experts.up_proj.weight", "ffn_up_exps.weight", MAP_EXPERT},
-    {"mlp.experts.down_proj.weight", "ffn_down_exps.weight", MAP_EXPERT},
-    {"mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight", MAP_PLAIN},
-    {"mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight", MAP_PLAIN},
-    {"mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight", MAP_PLAIN},
-};
-
 typedef struct gguf_src {
     dsq_gguf_set *set;
     const dsq_gguf *g; /* metadata: the set's first file */
     char *path;
+    int has_cfg;       /* the model description was read (not opened for tensors only) */
     dsq_model_config cfg;
 } gguf_src;
-
-/* A resolved HF name. */
-typedef struct ref {
-    map_kind kind;
-    const dsq_gguf_tensor *t;  /* PLAIN, EXPERT; KVB legacy */
-    const dsq_gguf_tensor *kb; /* KVB split: attn_k_b */
-    const dsq_gguf_tensor *vb; /* KVB split: attn_v_b */
-    int64_t expert;
-    int64_t shape[DSQ_MAX_DIMS];
-    int ndim;
-} ref;
 
 static const dsq_gguf_tensor *tensor(const gguf_src *s, const char *name) {
     const int64_t i = dsq_gguf_set_find_tensor(s->set, name);
@@ -103,88 +61,6 @@ static dsq_status not_found(const gguf_src *s, const char *name, const char *gna
                        gname ? " (GGUF '" : "", gname ? gname : "", gname ? "')" : "");
 }
 
-static dsq_status resolve(const gguf_src *s, const char *name, ref *r, dsq_err *err) {
-    memset(r, 0, sizeof *r);
-    const name_map *nm = NULL;
-    char gname[160];
-    for (size_t i = 0; i < sizeof global_names / sizeof global_names[0]; i++)
-        if (strcmp(name, global_names[i].hf) == 0) {
-            nm = &global_names[i];
-            snprintf(gname, sizeof gname, "%s", nm->gguf);
-        }
-    int layer = -1, expert = -1, off = 0;
-    if (nm == NULL && sscanf(name, "model.layers.%d.%n", &layer, &off) == 1 && off > 0 &&
-        layer >= 0) {
-        const char *rest = name + off;
-        char key[128];
-        int eoff = 0;
-        if (sscanf(rest, "mlp.experts.%d.%n", &expert, &eoff) == 1 && eoff > 0 && expert >= 0) {
-            snprintf(key, sizeof key, "mlp.experts.%s", rest + eoff);
-        } else {
-            snprintf(key, sizeof key, "%s", rest);
-            expert = -1;
-        }
-        for (size_t i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++)
-            if (strcmp(key, layer_names[i].hf) == 0) {
-                nm = &layer_names[i];
-                snprintf(gname, sizeof gname, "blk.%d.%s", layer, nm->gguf);
-            }
-    }
-    if (nm == NULL)
-        return not_found(s, name, NULL, err);
-    r->kind = nm->kind;
-    r->t = tensor(s, gname);
-    if (nm->kind == MAP_PLAIN) {
-        if (r->t == NULL)
-            return not_found(s, name, gname, err);
-        r->ndim = (int)r->t->n_dims;
-        for (int i = 0; i < r->ndim; i++)
-            r->shape[i] = r->t->ne[r->ndim - 1 - i];
-        return DSQ_OK;
-    }
-    if (nm->kind == MAP_EXPERT) {
-        if (r->t == NULL)
-            return not_found(s, name, gname, err);
-        if (r->t->n_dims != 3 || expert >= r->t->ne[2])
-            return dsq_err_set(err, DSQ_FORMAT, "%s: '%s' has no expert %d (%u dims, %lld experts)",
-                               s->path, gname, expert, r->t->n_dims,
-                               (long long)(r->t->n_dims == 3 ? r->t->ne[2] : 0));
-        r->expert = expert;
-        r->ndim = 2;
-        r->shape[0] = r->t->ne[1];
-        r->shape[1] = r->t->ne[0];
-        return DSQ_OK;
-    }
-    /* KVB */
-    const dsq_model_config *c = &s->cfg;
-    const int64_t H = c->n_heads, nope = c->qk_nope_dim, vd = c->v_head_dim,
-                  C = c->kv_lora_rank;
-    r->ndim = 2;
-    r->shape[0] = H * (nope + vd);
-    r->shape[1] = C;
-    if (r->t != NULL) {
-        if (r->t->n_dims != 2 || r->t->ne[0] != C || r->t->ne[1] != H * (nope + vd))
-            return dsq_err_set(err, DSQ_FORMAT, "%s: '%s' is not [%lld, %lld]", s->path, gname,
-                               (long long)r->shape[0], (long long)C);
-        return DSQ_OK;
-    }
-    char kb[160], vb[160];
-    snprintf(kb, sizeof kb, "blk.%d.attn_k_b.weight", layer);
-    snprintf(vb, sizeof vb, "blk.%d.attn_v_b.weight", layer);
-    r->kb = tensor(s, kb);
-    r->vb = tensor(s, vb);
-    if (r->kb == NULL || r->vb == NULL)
-        return not_found(s, name, r->kb == NULL ? kb : vb, err);
-    if (r->kb->n_dims != 3 || r->kb->ne[0] != nope || r->kb->ne[1] != C || r->kb->ne[2] != H ||
-        r->vb->n_dims != 3 || r->vb->ne[0] != C || r->vb->ne[1] != vd || r->vb->ne[2] != H)
-        return dsq_err_set(err, DSQ_FORMAT,
-                           "%s: '%s' / '%s' are not [%lld, %lld, %lld] / [%lld, %lld, %lld] "
-                           "(ne order)",
-                           s->path, kb, vb, (long long)nope, (long long)C, (long long)H,
-                           (long long)C, (long long)vd, (long long)H);
-    return DSQ_OK;
-}
-
 static dsq_status row_bytes(const gguf_src *s, const dsq_gguf_tensor *t, size_t *out,
                             dsq_err *err) {
     const dsq_status st = dsq_quant_row_size(t->dtype, t->ne[0], out);
@@ -195,90 +71,215 @@ static dsq_status row_bytes(const gguf_src *s, const dsq_gguf_tensor *t, size_t 
     return DSQ_OK;
 }
 
-static dsq_status gguf_info(void *impl, const char *name, dsq_winfo *out, dsq_err *err) {
-    const gguf_src *s = impl;
-    ref r;
-    size_t rb;
-    dsq_status st = resolve(s, name, &r, err);
-    if (st != DSQ_OK)
-        return st;
-    const dsq_gguf_tensor *t = r.t != NULL ? r.t : r.kb;
-    if ((st = row_bytes(s, t, &rb, err)) != DSQ_OK)
-        return st;
-    if (r.vb != NULL && (st = row_bytes(s, r.vb, &rb, err)) != DSQ_OK)
-        return st;
+/* Part `k` of out: the bytes [off, off + n) of stored tensor i. */
+static void set_part(const gguf_src *s, int64_t i, uint64_t off, uint64_t n, dsq_wtensor *out,
+                     int k) {
+    const dsq_gguf_tensor *t = dsq_gguf_set_tensor_at(s->set, i);
+    const int f = dsq_gguf_set_tensor_file(s->set, i);
+    dsq_wpart *p = &out->part[k];
+    p->file = dsq_gguf_set_path(s->set, f);
+    p->offset = dsq_gguf_data_offset(dsq_gguf_set_file(s->set, f)) + t->offset + off;
+    p->nbytes = n;
+    p->data = t->data + off;
+}
+
+/* A stored tensor under its own name: shape = ne reversed, its bytes the one part. */
+static void describe_native(const gguf_src *s, int64_t i, dsq_wtensor *out) {
+    const dsq_gguf_tensor *t = dsq_gguf_set_tensor_at(s->set, i);
+    int64_t shape[DSQ_MAX_DIMS];
+    size_t rb = 0;
     memset(out, 0, sizeof *out);
+    out->name = t->name;
+    out->index = (size_t)i;
     out->dtype = t->dtype;
-    out->ndim = r.ndim;
-    int64_t rows = 1;
-    for (int i = 0; i < r.ndim; i++) {
-        out->shape[i] = r.shape[i];
-        if (i + 1 < r.ndim)
-            rows *= r.shape[i];
+    for (uint32_t d = 0; d < t->n_dims; d++)
+        shape[d] = t->ne[t->n_dims - 1 - d];
+    dsq_wtensor_set_shape(out, (int)t->n_dims, shape);
+    const uint64_t bs = dsq_dtype_get(t->dtype)->block_size;
+    out->layout = bs > 1 ? DSQ_WLAYOUT_GGUF_BLOCK : DSQ_WLAYOUT_PLAIN;
+    out->block_rows = 1;
+    out->block_cols = (int64_t)(bs > 1 ? bs : 1);
+    out->readable = dsq_quant_row_size(t->dtype, t->ne[0], &rb) == DSQ_OK;
+    out->n_parts = 1;
+    set_part(s, i, 0, t->nbytes, out, 0);
+    out->src_.kind = MAP_PLAIN;
+    out->src_.p[0] = t;
+    out->src_.i[1] = (int64_t)rb;
+}
+
+/* An HF name through the table: PLAIN as it is stored, EXPERT one slice of a 3-D tensor,
+ * KVB the legacy attn_kv_b or the join of attn_k_b and attn_v_b. */
+static dsq_status resolve(const gguf_src *s, const char *name, dsq_wtensor *out, dsq_err *err) {
+    /* model/tensor_names.h: kv_b_proj feeds attn_kv_b, attn_k_b and attn_v_b, in that order */
+    const dsq_tname *nm[3];
+    int layer = -1, expert = -1;
+    char gname[160];
+    size_t rb;
+    dsq_status st;
+    const size_t n_nm = dsq_tname_from_hf(name, nm, 3, &layer, &expert);
+    if (n_nm == 0)
+        return not_found(s, name, NULL, err);
+    dsq_tname_format(gname, sizeof gname, nm[0]->gguf, layer, expert);
+    const map_kind kind = nm[0]->form == DSQ_TNAME_EXPERTS ? MAP_EXPERT
+                          : nm[0]->form == DSQ_TNAME_KV_B  ? MAP_KVB
+                                                           : MAP_PLAIN;
+    const int64_t gi = dsq_gguf_set_find_tensor(s->set, gname);
+    const dsq_gguf_tensor *t = gi < 0 ? NULL : dsq_gguf_set_tensor_at(s->set, gi);
+    if (kind == MAP_PLAIN) {
+        if (t == NULL)
+            return not_found(s, name, gname, err);
+        describe_native(s, gi, out);
+        return DSQ_OK;
     }
-    out->rows = rows;
-    out->cols = r.ndim > 0 ? r.shape[r.ndim - 1] : 1;
+    if (kind == MAP_EXPERT) {
+        if (t == NULL)
+            return not_found(s, name, gname, err);
+        if (t->n_dims != 3 || expert >= t->ne[2])
+            return dsq_err_set(err, DSQ_FORMAT, "%s: '%s' has no expert %d (%u dims, %lld experts)",
+                               s->path, gname, expert, t->n_dims,
+                               (long long)(t->n_dims == 3 ? t->ne[2] : 0));
+        describe_native(s, gi, out);
+        const int64_t shape[2] = {t->ne[1], t->ne[0]};
+        dsq_wtensor_set_shape(out, 2, shape);
+        const uint64_t slice = (uint64_t)out->src_.i[1] * (uint64_t)t->ne[1];
+        set_part(s, gi, slice * (uint64_t)expert, slice, out, 0);
+        out->index = SIZE_MAX;
+        out->src_.kind = MAP_EXPERT;
+        out->src_.i[0] = expert;
+        return DSQ_OK;
+    }
+    /* KVB */
+    if (!s->has_cfg)
+        return dsq_err_set(err, DSQ_UNSUPPORTED, "%s: '%s' needs the model description", s->path,
+                           name);
+    const dsq_model_config *c = &s->cfg;
+    const int64_t H = c->n_heads, nope = c->qk_nope_dim, vd = c->v_head_dim,
+                  C = c->kv_lora_rank;
+    if (t != NULL) {
+        if (t->n_dims != 2 || t->ne[0] != C || t->ne[1] != H * (nope + vd))
+            return dsq_err_set(err, DSQ_FORMAT, "%s: '%s' is not [%lld, %lld]", s->path, gname,
+                               (long long)(H * (nope + vd)), (long long)C);
+        describe_native(s, gi, out);
+        if ((st = row_bytes(s, t, &rb, err)) != DSQ_OK)
+            return st;
+        return DSQ_OK;
+    }
+    char kb[160], vb[160];
+    if (n_nm < 3)
+        return not_found(s, name, gname, err);
+    dsq_tname_format(kb, sizeof kb, nm[1]->gguf, layer, 0);
+    dsq_tname_format(vb, sizeof vb, nm[2]->gguf, layer, 0);
+    const int64_t ki = dsq_gguf_set_find_tensor(s->set, kb), vi = dsq_gguf_set_find_tensor(s->set, vb);
+    if (ki < 0 || vi < 0)
+        return not_found(s, name, ki < 0 ? kb : vb, err);
+    const dsq_gguf_tensor *k = dsq_gguf_set_tensor_at(s->set, ki),
+                          *v = dsq_gguf_set_tensor_at(s->set, vi);
+    if (k->n_dims != 3 || k->ne[0] != nope || k->ne[1] != C || k->ne[2] != H ||
+        v->n_dims != 3 || v->ne[0] != C || v->ne[1] != vd || v->ne[2] != H)
+        return dsq_err_set(err, DSQ_FORMAT,
+                           "%s: '%s' / '%s' are not [%lld, %lld, %lld] / [%lld, %lld, %lld] "
+                           "(ne order)",
+                           s->path, kb, vb, (long long)nope, (long long)C, (long long)H,
+                           (long long)C, (long long)vd, (long long)H);
+    size_t vrb;
+    if ((st = row_bytes(s, k, &rb, err)) != DSQ_OK || (st = row_bytes(s, v, &vrb, err)) != DSQ_OK)
+        return st;
+    describe_native(s, ki, out);
+    const int64_t shape[2] = {H * (nope + vd), C};
+    dsq_wtensor_set_shape(out, 2, shape);
+    out->layout = DSQ_WLAYOUT_DERIVED;
+    out->index = SIZE_MAX;
+    out->n_parts = 2;
+    set_part(s, vi, 0, v->nbytes, out, 1);
+    out->src_.kind = MAP_KVB;
+    out->src_.p[1] = k;
+    out->src_.p[2] = v;
+    out->src_.i[2] = (int64_t)vrb;
     return DSQ_OK;
 }
 
-/* Decodes row `row` (counted in ne[1..] order, i.e. the flattened rows) of t. */
-static dsq_status decode_row(const gguf_src *s, const dsq_gguf_tensor *t, int64_t row, float *y,
-                             dsq_err *err) {
-    size_t rb;
-    dsq_status st = row_bytes(s, t, &rb, err);
-    if (st != DSQ_OK)
-        return st;
-    st = dsq_dequantize_row(t->dtype, t->data + (size_t)row * rb, y, t->ne[0]);
+static size_t gguf_count(void *impl) {
+    return (size_t)dsq_gguf_set_tensor_count(((const gguf_src *)impl)->set);
+}
+
+static const char *gguf_name(void *impl, size_t i) {
+    return dsq_gguf_set_tensor_at(((const gguf_src *)impl)->set, (int64_t)i)->name;
+}
+
+static const char *gguf_path(void *impl) {
+    return ((const gguf_src *)impl)->path;
+}
+
+static dsq_status gguf_at(void *impl, size_t i, dsq_wtensor *out, dsq_err *err) {
+    (void)err;
+    describe_native(impl, (int64_t)i, out);
+    return DSQ_OK;
+}
+
+/* GGUF names as they are stored, else (llama, deepseek2) the HF names of the table. */
+static dsq_status gguf_find(void *impl, const char *name, dsq_wtensor *out, dsq_err *err) {
+    const gguf_src *s = impl;
+    const int64_t i = dsq_gguf_set_find_tensor(s->set, name);
+    if (i >= 0) {
+        describe_native(s, i, out);
+        return DSQ_OK;
+    }
+    const dsq_status st = resolve(s, name, out, err);
+    if (st == DSQ_OK && !out->readable) {
+        size_t rb;
+        return row_bytes(s, out->src_.p[0], &rb, err);
+    }
+    return st;
+}
+
+/* Decodes row `row` (counted in ne[1..] order, i.e. the flattened rows) of t, whose rows are
+ * rb bytes. Every read of tensor data goes through here. */
+static dsq_status decode_row(const gguf_src *s, const dsq_gguf_tensor *t, size_t rb, int64_t row,
+                             float *y, dsq_err *err) {
+    const dsq_status st = dsq_dequantize_row(t->dtype, t->data + (size_t)row * rb, y, t->ne[0]);
     if (st != DSQ_OK)
         return dsq_err_set(err, st, "%s: tensor '%s': cannot decode %s", s->path, t->name,
                            dsq_dtype_name(t->dtype));
     return DSQ_OK;
 }
 
-static dsq_status gguf_read_rows(void *impl, const char *name, int64_t row0, int64_t nrows,
-                                 float *dst, dsq_err *err) {
+static dsq_status gguf_read_f32(void *impl, const dsq_wtensor *w, int64_t row0, int64_t nrows,
+                                float *dst, dsq_err *err) {
     const gguf_src *s = impl;
-    dsq_winfo wi;
-    ref r;
     dsq_status st = DSQ_OK;
     float *kbuf = NULL;
-    DSQ_TRY(gguf_info(impl, name, &wi, err));
-    DSQ_TRY(resolve(s, name, &r, err));
-    DSQ_CHECK(row0 >= 0 && nrows >= 0 && row0 <= wi.rows && nrows <= wi.rows - row0,
-              DSQ_INVALID_ARG, err, "rows [%lld, %lld) of '%s' out of range (%lld)",
-              (long long)row0, (long long)(row0 + nrows), name, (long long)wi.rows);
-    const int64_t cols = wi.cols;
-    if (r.kind == MAP_PLAIN || (r.kind == MAP_KVB && r.t != NULL)) {
+    const dsq_gguf_tensor *t = w->src_.p[0];
+    const size_t rb = (size_t)w->src_.i[1];
+    const int64_t cols = w->cols;
+    if (w->src_.kind != MAP_KVB) {
+        const int64_t base = w->src_.kind == MAP_EXPERT ? w->src_.i[0] * t->ne[1] : 0;
         for (int64_t i = 0; i < nrows; i++)
-            DSQ_TRY(decode_row(s, r.t, row0 + i, dst + (size_t)i * (size_t)cols, err));
-    } else if (r.kind == MAP_EXPERT) {
-        const int64_t base = r.expert * r.t->ne[1];
-        for (int64_t i = 0; i < nrows; i++)
-            DSQ_TRY(decode_row(s, r.t, base + row0 + i, dst + (size_t)i * (size_t)cols, err));
-    } else {
-        const dsq_model_config *c = &s->cfg;
-        const int64_t nope = c->qk_nope_dim, per = nope + c->v_head_dim, C = c->kv_lora_rank;
-        int64_t kb_head = -1; /* head whose k_b slice is in kbuf [C][nope] */
-        for (int64_t i = 0; i < nrows; i++) {
-            const int64_t row = row0 + i, h = row / per, j = row % per;
-            float *y = dst + (size_t)i * (size_t)cols;
-            if (j >= nope) {
-                DSQ_TRY(decode_row(s, r.vb, h * c->v_head_dim + (j - nope), y, err));
-                continue;
-            }
-            if (kbuf == NULL) {
-                kbuf = malloc((size_t)C * (size_t)nope * sizeof *kbuf);
-                DSQ_CHECK(kbuf != NULL, DSQ_NOMEM, err, "out of memory");
-            }
-            if (kb_head != h) {
-                for (int64_t cc = 0; cc < C; cc++)
-                    DSQ_TRY(decode_row(s, r.kb, h * C + cc, kbuf + (size_t)cc * (size_t)nope,
-                                       err));
-                kb_head = h;
-            }
-            for (int64_t cc = 0; cc < C; cc++)
-                y[cc] = kbuf[(size_t)cc * (size_t)nope + (size_t)j];
+            DSQ_TRY(decode_row(s, t, rb, base + row0 + i, dst + (size_t)i * (size_t)cols, err));
+        goto cleanup;
+    }
+    const dsq_gguf_tensor *kb = w->src_.p[1], *vb = w->src_.p[2];
+    const dsq_model_config *c = &s->cfg;
+    const int64_t nope = c->qk_nope_dim, per = nope + c->v_head_dim, C = c->kv_lora_rank;
+    int64_t kb_head = -1; /* head whose k_b slice is in kbuf [C][nope] */
+    for (int64_t i = 0; i < nrows; i++) {
+        const int64_t row = row0 + i, h = row / per, j = row % per;
+        float *y = dst + (size_t)i * (size_t)cols;
+        if (j >= nope) {
+            DSQ_TRY(decode_row(s, vb, (size_t)w->src_.i[2], h * c->v_head_dim + (j - nope), y,
+                               err));
+            continue;
         }
+        if (kbuf == NULL) {
+            kbuf = malloc((size_t)C * (size_t)nope * sizeof *kbuf);
+            DSQ_CHECK(kbuf != NULL, DSQ_NOMEM, err, "out of memory");
+        }
+        if (kb_head != h) {
+            for (int64_t cc = 0; cc < C; cc++)
+                DSQ_TRY(decode_row(s, kb, rb, h * C + cc, kbuf + (size_t)cc * (size_t)nope, err));
+            kb_head = h;
+        }
+        for (int64_t cc = 0; cc < C; cc++)
+            y[cc] = kbuf[(size_t)cc * (size_t)nope + (size_t)j];
     }
 cleanup:
     free(kbuf);
@@ -286,9 +287,15 @@ cleanup:
 }
 
 static dsq_status gguf_config(void *impl, dsq_model_config *cfg, dsq_err *err) {
-    (void)err;
-    *cfg = ((const gguf_src *)impl)->cfg;
+    const gguf_src *s = impl;
+    if (!s->has_cfg)
+        return dsq_err_set(err, DSQ_UNSUPPORTED, "%s: opened for its tensors only", s->path);
+    *cfg = s->cfg;
     return DSQ_OK;
+}
+
+static const struct dsq_gguf *gguf_meta(void *impl) {
+    return ((const gguf_src *)impl)->g;
 }
 
 static void gguf_close(void *impl) {
@@ -392,6 +399,53 @@ static dsq_status read_rope_freqs(const gguf_src *s, dsq_rope_config *r, dsq_err
     }
     r->n_freq_factors = half;
     return DSQ_OK;
+}
+
+/* deepseek2's MoE keys: experts, groups, routing. */
+static dsq_status read_moe(const gguf_src *s, const char *a, dsq_model_config *c, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    const int64_t BIG = (int64_t)1 << 40;
+    DSQ_TRY(md_int(s, a, "expert_count", 0, 0, 0, 1 << 20, &c->n_experts, err));
+    if (c->n_experts > 0) {
+        DSQ_TRY(md_int(s, a, "expert_used_count", 1, 0, 1, c->n_experts, &c->n_experts_used,
+                       err));
+        DSQ_TRY(md_int(s, a, "expert_shared_count", 0, 0, 0, 1 << 10, &c->n_shared_experts,
+                       err));
+        DSQ_TRY(md_int(s, a, "expert_feed_forward_length", 1, 0, 1, BIG, &c->moe_ffn_dim,
+                       err));
+        DSQ_TRY(md_int(s, a, "expert_group_count", 0, 1, 1, DSQ_MOE_MAX_GROUPS, &c->n_group,
+                       err));
+        DSQ_TRY(md_int(s, a, "expert_group_used_count", 0, c->n_group, 1, c->n_group,
+                       &c->topk_group, err));
+        DSQ_TRY(md_int(s, a, "leading_dense_block_count", 0, 0, 0, BIG, &c->first_dense,
+                       err));
+        c->moe_layer_freq = 1;
+        DSQ_TRY(md_num(s, a, "expert_weights_scale", 0, 1.0, &c->routed_scaling, err));
+        int64_t norm, gating;
+        DSQ_TRY(md_int(s, a, "expert_weights_norm", 0, 0, 0, 1, &norm, err));
+        c->norm_topk_prob = (int)norm;
+        DSQ_TRY(md_int(s, a, "expert_gating_func", 0, 1, 1, 2, &gating, err));
+        c->scoring = gating == 2 ? DSQ_MOE_SIGMOID : DSQ_MOE_SOFTMAX;
+        DSQ_CHECK(c->n_experts % c->n_group == 0, DSQ_FORMAT, err,
+                  "%s: expert_count %lld is not a multiple of expert_group_count %lld",
+                  s->path, (long long)c->n_experts, (long long)c->n_group);
+        /* GGUF does not name the routing method: the score-correction
+         * bias means V3's noaux_tc, groups alone V2's group-limited greedy */
+        if (any_layer_has(s, c->n_layers, "exp_probs_b.bias"))
+            c->topk_method = DSQ_MOE_TOPK_GROUP_TOP2SUM;
+        else
+            c->topk_method = c->n_group > 1 ? DSQ_MOE_TOPK_GROUP_MAX : DSQ_MOE_TOPK_GREEDY;
+        if (c->topk_method == DSQ_MOE_TOPK_GROUP_TOP2SUM)
+            DSQ_CHECK(c->n_experts / c->n_group >= 2, DSQ_FORMAT, err,
+                      "%s: noaux_tc routing needs at least 2 experts per group", s->path);
+        if (c->topk_method != DSQ_MOE_TOPK_GREEDY)
+            DSQ_CHECK(c->n_experts_used <= c->topk_group * (c->n_experts / c->n_group),
+                      DSQ_FORMAT, err,
+                      "%s: expert_used_count exceeds the experts of the used groups",
+                      s->path);
+    }
+cleanup:
+    return st;
 }
 
 static dsq_status read_config(gguf_src *s, dsq_err *err) {
@@ -521,45 +575,7 @@ static dsq_status read_config(gguf_src *s, dsq_err *err) {
         c.head_dim = kl;
         r->dim = rope_dim;
 
-        DSQ_TRY(md_int(s, a, "expert_count", 0, 0, 0, 1 << 20, &c.n_experts, err));
-        if (c.n_experts > 0) {
-            DSQ_TRY(md_int(s, a, "expert_used_count", 1, 0, 1, c.n_experts, &c.n_experts_used,
-                           err));
-            DSQ_TRY(md_int(s, a, "expert_shared_count", 0, 0, 0, 1 << 10, &c.n_shared_experts,
-                           err));
-            DSQ_TRY(md_int(s, a, "expert_feed_forward_length", 1, 0, 1, BIG, &c.moe_ffn_dim,
-                           err));
-            DSQ_TRY(md_int(s, a, "expert_group_count", 0, 1, 1, DSQ_MOE_MAX_GROUPS, &c.n_group,
-                           err));
-            DSQ_TRY(md_int(s, a, "expert_group_used_count", 0, c.n_group, 1, c.n_group,
-                           &c.topk_group, err));
-            DSQ_TRY(md_int(s, a, "leading_dense_block_count", 0, 0, 0, BIG, &c.first_dense,
-                           err));
-            c.moe_layer_freq = 1;
-            DSQ_TRY(md_num(s, a, "expert_weights_scale", 0, 1.0, &c.routed_scaling, err));
-            int64_t norm, gating;
-            DSQ_TRY(md_int(s, a, "expert_weights_norm", 0, 0, 0, 1, &norm, err));
-            c.norm_topk_prob = (int)norm;
-            DSQ_TRY(md_int(s, a, "expert_gating_func", 0, 1, 1, 2, &gating, err));
-            c.scoring = gating == 2 ? DSQ_MOE_SIGMOID : DSQ_MOE_SOFTMAX;
-            DSQ_CHECK(c.n_experts % c.n_group == 0, DSQ_FORMAT, err,
-                      "%s: expert_count %lld is not a multiple of expert_group_count %lld",
-                      s->path, (long long)c.n_experts, (long long)c.n_group);
-            /* GGUF does not name the routing method: the score-correction
-             * bias means V3's noaux_tc, groups alone V2's group-limited greedy */
-            if (any_layer_has(s, c.n_layers, "exp_probs_b.bias"))
-                c.topk_method = DSQ_MOE_TOPK_GROUP_TOP2SUM;
-            else
-                c.topk_method = c.n_group > 1 ? DSQ_MOE_TOPK_GROUP_MAX : DSQ_MOE_TOPK_GREEDY;
-            if (c.topk_method == DSQ_MOE_TOPK_GROUP_TOP2SUM)
-                DSQ_CHECK(c.n_experts / c.n_group >= 2, DSQ_FORMAT, err,
-                          "%s: noaux_tc routing needs at least 2 experts per group", s->path);
-            if (c.topk_method != DSQ_MOE_TOPK_GREEDY)
-                DSQ_CHECK(c.n_experts_used <= c.topk_group * (c.n_experts / c.n_group),
-                          DSQ_FORMAT, err,
-                          "%s: expert_used_count exceeds the experts of the used groups",
-                          s->path);
-        }
+        DSQ_TRY(read_moe(s, a, &c, err));
     }
     c.fp8_block_rows = c.fp8_block_cols = 128;
     s->cfg = c;
@@ -706,19 +722,24 @@ cleanup:
 
 static const dsq_wsource_ops gguf_ops = {
     .kind = "gguf",
-    .info = gguf_info,
-    .read_rows = gguf_read_rows,
+    .count = gguf_count,
+    .name = gguf_name,
+    .at = gguf_at,
+    .find = gguf_find,
+    .read_f32 = gguf_read_f32,
+    .read_bf16 = NULL,
+    .path = gguf_path,
     .config = gguf_config,
     .tokenizer = gguf_tokenizer,
+    .gguf = gguf_meta,
     .release = NULL,
     .close = gguf_close,
 };
 
-dsq_status dsq_wsource_open_gguf(dsq_wsource **out, const char *path,
-                                 const dsq_wsource_opts *opts, dsq_err *err) {
+dsq_status dsq__wsource_open_gguf(dsq_wsource **out, const char *path,
+                                  const dsq_wsource_opts *opts, int tensors_only, dsq_err *err) {
     dsq_status st = DSQ_OK;
     gguf_src *s = NULL;
-    (void)opts;
     *out = NULL;
     s = calloc(1, sizeof *s);
     DSQ_CHECK(s != NULL, DSQ_NOMEM, err, "out of memory");
@@ -726,7 +747,11 @@ dsq_status dsq_wsource_open_gguf(dsq_wsource **out, const char *path,
     DSQ_CHECK(s->path != NULL, DSQ_NOMEM, err, "out of memory");
     DSQ_TRY(dsq_gguf_set_open(&s->set, path, err));
     s->g = dsq_gguf_set_meta(s->set);
-    DSQ_TRY(read_config(s, err));
+    (void)opts;
+    if (!tensors_only) {
+        DSQ_TRY(read_config(s, err));
+        s->has_cfg = 1;
+    }
     st = dsq_wsource_wrap(out, &gguf_ops, s, err);
     s = NULL;
 cleanup:
