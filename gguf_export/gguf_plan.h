@@ -70,7 +70,8 @@ typedef struct dsq_qz_plan {
 } dsq_qz_plan;
 
 /* Through o->log, when set. */
-void dsq_qz_vsay(const dsq_qz_plan *p, dsq_log_level lvl, const char *fmt, va_list ap);
+void dsq_qz_vsay(const dsq_qz_plan *p, dsq_log_level lvl, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 void dsq_qz_say(const dsq_qz_plan *p, dsq_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
