@@ -11,7 +11,8 @@
  *   of tokens 0..63 against ref_logits_64x1024.f32 and per-chunk mean NLL at
  *   ctx 256 against reference.json, both computed by two other
  *   implementations. The bounds are the README's claims: logits to 2e-5,
- *   perplexity to better than 1e-7 relative, for the DeepSeek models too
+ *   perplexity over all 142 windows to better than 1e-7 relative (the quick
+ *   run: 4e-5, the chunk bound below), for the DeepSeek models too
  *   (their router's near-ties, tiny-models/README.md, could justify a looser
  *   bound, but the claim holds on them); per-chunk mean NLL within 4e-5,
  *   what logits within 2e-5 allow (a log-softmax moves by at most twice the
@@ -695,8 +696,10 @@ static void test_perplexity_vs_reference(void **state) {
                "diff %.2g, %.0f tokens/s\n",
                MODELS[mi], (long long)nc, r.ppl, ref_ppl, fabs(r.ppl / ref_ppl - 1), maxd,
                (double)(nc * 256) / r.seconds);
-        assert_true(fabs(r.ppl / ref_ppl - 1) < 1e-7); /* README: "better than 1e-7 relative" */
-        assert_true(maxd < 4e-5);                      /* 2 x the logits' 2e-5 */
+        /* README: "over all 142 windows ... better than 1e-7 relative"; over the few windows of
+         * the quick run the per-window errors average out less: there, what the chunk bound gives */
+        assert_true(fabs(r.ppl / ref_ppl - 1) < (full ? 1e-7 : 4e-5));
+        assert_true(maxd < 4e-5); /* 2 x the logits' 2e-5 */
         if (full)
             assert_int_equal(r.n_scored, (int64_t)json_num(ref, "n_scored_llamacpp"));
         free(chunk);
