@@ -127,14 +127,20 @@ apt_install() { # PACKAGE...
     fi
     echo "$me: installing $how with apt-get: $*" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # apt-get and dpkg print a few hundred lines: kept, and shown only when they fail
+    log=$(mktemp) || return 1
     # a fresh box has no package lists; a stale list names versions no longer served
     if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
-        $as apt-get update -qq >&2 || { echo "$me: apt-get update failed" >&2; return 1; }
+        $as apt-get update -q >"$log" 2>&1 || { tail -n 20 "$log" >&2; rm -f "$log"; echo "$me: apt-get update failed" >&2; return 1; }
     fi
-    # shellcheck disable=SC2086
-    $as apt-get install -y -qq --no-install-recommends "$@" >&2 ||
-        { $as apt-get update -qq >&2 && $as apt-get install -y -qq --no-install-recommends "$@" >&2; } ||
-        { echo "$me: apt-get install $* failed" >&2; return 1; }
+    if ! $as apt-get install -y -q --no-install-recommends "$@" >>"$log" 2>&1 &&
+        ! { $as apt-get update -q && $as apt-get install -y -q --no-install-recommends "$@"; } >>"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        rm -f "$log"
+        echo "$me: apt-get install $* failed" >&2
+        return 1
+    fi
+    rm -f "$log"
 }
 
 case ${1:-} in

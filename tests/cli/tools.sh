@@ -184,20 +184,20 @@ on { s = $0
 
 # ---- the files, and the groups each may rely on (scripts/deps.sh's header says who installs
 # which group): configure.sh, demo.sh and the Makefile run with the build group; the suite with
-# build and test; fuzz.sh with build and fuzz; .ci/run installs everything; deps.sh is the
-# installer itself (it probes the compilers it has just installed, and uses sudo if present)
-groups_of() {
-    case $1 in
-        scripts/deps.sh) echo "base build test clang fuzz optional" ;;
-        scripts/configure.sh | scripts/demo.sh | Makefile) echo "base build" ;;
-        scripts/run-tests.sh | tests/*) echo "base build test" ;;
-        scripts/fuzz.sh) echo "base build fuzz" ;;
-        .ci/run) echo "base build test clang fuzz" ;;
-        *) echo "?" ;;
-    esac
+# build and test; fuzz.sh with build, clang and fuzz; .ci/run installs everything; deps.sh is
+# the installer itself (it probes the compilers it has just installed, and uses sudo if present)
+groups_of='
+function groups_of(f) {
+    if (f == "scripts/deps.sh") return "base build test clang fuzz optional"
+    if (f == "scripts/configure.sh" || f == "scripts/demo.sh" || f == "Makefile") return "base build"
+    if (f == "scripts/run-tests.sh" || f ~ /^tests\//) return "base build test"
+    if (f == "scripts/fuzz.sh") return "base build clang fuzz"
+    if (f == ".ci/run") return "base build test clang fuzz"
+    return "?"
 }
+'
 for f in scripts/*.sh tests/cli/*.sh .ci/run; do
-    FILE=$f awk -v FILE="$f" "$lexer" "$f" >>"$tmp/uses" || fail "$f: the lexer failed"
+    awk -v FILE="$f" "$lexer" "$f" >>"$tmp/uses" || fail "$f: the lexer failed"
 done
 awk "$recipes" Makefile | awk -v FILE=Makefile "$lexer" >>"$tmp/uses"
 printf 'Makefile\tmake\n' >>"$tmp/uses" # the Makefile is read by make
@@ -208,51 +208,50 @@ done
 # shell functions the scripts define are not tools
 cat scripts/*.sh tests/cli/*.sh .ci/run |
     sed -n 's/^[ \t]*\([A-Za-z_][A-Za-z0-9_]*\)[ \t]*()[ \t]*{.*/\1/p' | sort -u >"$tmp/functions"
+# nor are the builtins and keywords of /bin/sh, which runs every script, recipe and system() here
+cut -f2 "$tmp/uses" | sort -u | while read -r tool; do
+    grep -qx "$tool" "$tmp/functions" && continue
+    case $(command -V "$tool" 2>&1) in *builtin* | *keyword*) continue ;; esac
+    echo "$tool"
+done >"$tmp/external"
 
 sh "$deps" --table >"$tmp/table" || fail "$deps --table failed"
 [ -s "$tmp/table" ] || fail "$deps --table printed nothing"
 
-# ---- every command used is a builtin, a function, or in the table in an allowed group -------
-sort -u "$tmp/uses" >"$tmp/uses.u"
-while IFS="$(printf '\t')" read -r file tool; do
-    grep -qx "$tool" "$tmp/functions" && continue
-    # builtins and keywords of /bin/sh, which runs every script, recipe and system() here
-    case $(command -V "$tool" 2>&1) in *builtin* | *keyword*) continue ;; esac
-    entry=$(awk -v t="$tool" '$1 == t { print $2, $3 }' "$tmp/table")
-    if [ -z "$entry" ]; then
-        fail "$file runs '$tool', which is not in $deps's table (add: $tool PACKAGE GROUP)"
-        continue
-    fi
-    group=${entry#* }
-    case " $(groups_of "$file") " in
-        *" $group "*) ;;
-        *) fail "$file runs '$tool' (group $group), which is not installed before $file runs (groups: $(groups_of "$file"))" ;;
-    esac
-    echo "$tool" >>"$tmp/used"
-done <"$tmp/uses.u"
+# ---- every command used is in the table, in a group installed before its file runs ----------
+sort -u "$tmp/uses" | awk -F '\t' -v deps="$deps" -v table="$tmp/table" -v ext="$tmp/external" \
+    -v used="$tmp/used" "$groups_of"'
+BEGIN {
+    while ((getline l < table) > 0) { split(l, t, " "); group[t[1]] = t[3] }
+    while ((getline l < ext) > 0) external[l] = 1
+}
+!($2 in external) { next }
+!($2 in group) { print $1 " runs \047" $2 "\047, which is not in " deps "\047s table (add: " $2 " PACKAGE GROUP)"; next }
+index(" " groups_of($1) " ", " " group[$2] " ") == 0 {
+    print $1 " runs \047" $2 "\047 (group " group[$2] "), which is not installed before " $1 " runs (groups: " groups_of($1) ")"
+}
+{ print $2 > used }
+' >"$tmp/bad.uses"
+while read -r line; do fail "$line"; done <"$tmp/bad.uses"
 sort -u "$tmp/used" >"$tmp/used.u" 2>/dev/null
 
 # ---- every entry of the table: used, present, provided by its package ----------------------
 has_dpkg=0
 command -v dpkg >/dev/null 2>&1 && has_dpkg=1
-# 0 when PACKAGE owns PATH, or a file a symbolic link on the way to it names (alternatives:
-# cc -> /etc/alternatives/cc -> gcc); dpkg knows merged-/usr files by their /bin, /sbin names
-owner_ok() { # PACKAGE PATH
-    p=$2
+: >"$tmp/paths"
+# WHAT PACKAGE PATH, for PATH and every file a symbolic link on the way names (alternatives:
+# cc -> /etc/alternatives/cc -> /usr/bin/gcc), each also by the /bin or /sbin name dpkg knows a
+# merged-/usr file by
+paths_of() { # WHAT PACKAGE PATH
+    p=$3
     for hop in 1 2 3 4 5 6; do
-        for q in "$p" "$(echo "$p" | sed -n 's|^/usr/\(s*bin/\)|/\1|p')"; do
-            [ -n "$q" ] || continue
-            # "pkg1, pkg2:arch: /path": any of the owners
-            for o in $(dpkg -S "$q" 2>/dev/null | sed -n 's/: \/.*//p' | tr ',' ' '); do
-                [ "${o%%:*}" = "$1" ] && return 0
-            done
-        done
-        [ -L "$p" ] || return 1
+        echo "$1 $2 $p"
+        q=$(echo "$p" | sed -n 's|^/usr/\(s*bin/\)|/\1|p')
+        [ -z "$q" ] || echo "$1 $2 $q"
+        if [ ! -L "$p" ] || [ "$hop" -ge 6 ]; then break; fi
         l=$(readlink "$p")
         case $l in /*) p=$l ;; *) p=$(dirname "$p")/$l ;; esac
-        [ "$hop" -lt 6 ] || return 1
-    done
-    return 1
+    done >>"$tmp/paths"
 }
 while read -r what pkg group; do
     case $group in base | build | test | clang | fuzz | optional) ;;
@@ -263,10 +262,9 @@ while read -r what pkg group; do
     case $what in
         pc:* | probe:*)
             sh "$deps" --check "$what" || { [ $need -eq 0 ] || fail "$what ($pkg) is missing: run sh $deps $group"; continue; }
-            if [ $has_dpkg -eq 1 ] && [ "${what%%:*}" = pc ]; then
+            if [ "${what%%:*}" = pc ]; then
                 pc=${what#pc:}
-                owner_ok "$pkg" "$(pkg-config --variable=pcfiledir "$pc")/$pc.pc" ||
-                    fail "$what: $(pkg-config --variable=pcfiledir "$pc")/$pc.pc is not from $pkg"
+                paths_of "$what" "$pkg" "$(pkg-config --variable=pcfiledir "$pc")/$pc.pc"
             fi
             continue
             ;;
@@ -277,15 +275,36 @@ while read -r what pkg group; do
         [ $need -eq 0 ] || fail "'$what' is not installed: sh $deps $group (package $pkg)"
         continue
     fi
-    if [ "$group" = base ] && [ $has_dpkg -eq 1 ]; then
-        prio=$(dpkg-query -W -f '${Essential} ${Priority}' "$pkg" 2>/dev/null)
-        case $prio in "yes "* | *" required") ;;
-            *) fail "$what: $pkg is marked base but is not in Debian's base system ($prio)" ;; esac
-    fi
-    if [ $has_dpkg -eq 1 ] && ! owner_ok "$pkg" "$path"; then
-        fail "$what: $path is not from $pkg ($(dpkg -S "$path" 2>&1 | head -n 1))"
-    fi
+    [ "$group" != base ] || echo "$pkg" >>"$tmp/base"
+    paths_of "$what" "$pkg" "$path"
 done <"$tmp/table"
+
+if [ $has_dpkg -eq 1 ]; then
+    # one dpkg -S for every path ("pkg1, pkg2:arch: /path"), then: does the table's package own
+    # one of each entry's paths
+    # shellcheck disable=SC2046
+    dpkg -S $(cut -d ' ' -f 3 "$tmp/paths" | sort -u) >"$tmp/owners" 2>/dev/null
+    awk -v owners="$tmp/owners" '
+BEGIN {
+    while ((getline l < owners) > 0) {
+        k = index(l, ": /"); if (k == 0) continue
+        path = substr(l, k + 2); n = split(substr(l, 1, k - 1), o, ", ")
+        for (i = 1; i <= n; i++) { sub(/:.*/, "", o[i]); own[path, o[i]] = 1 }
+    }
+}
+{ seen[$1] = $2; if (($3, $2) in own) ok[$1] = 1 }
+END { for (w in seen) if (!(w in ok)) print w ": not from " seen[w] " (dpkg -S says another package, or none)" }
+' "$tmp/paths" >"$tmp/bad.owners"
+    while read -r line; do fail "$line"; done <"$tmp/bad.owners"
+    # base: in Debian's base system, so deps.sh can rely on it: Essential, or Priority required
+    # shellcheck disable=SC2046
+    dpkg-query -W -f '${Package} ${Essential} ${Priority}\n' $(sort -u "$tmp/base") 2>/dev/null |
+        while read -r pkg ess prio; do
+            [ "$ess" = yes ] || [ "$prio" = required ] ||
+                echo "$pkg is marked base in $deps but is not in Debian's base system ($ess $prio)"
+        done >"$tmp/bad.base"
+    while read -r line; do fail "$line"; done <"$tmp/bad.base"
+fi
 
 [ $bad -eq 0 ] || exit 1
 echo "tools.sh: $(wc -l <"$tmp/used.u") commands, all in $deps's table, installed and from their packages"
