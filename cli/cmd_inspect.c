@@ -15,6 +15,8 @@
 #include "formats/gguf_split.h"
 #include "formats/st_checkpoint.h"
 
+#define CMD "inspect"
+
 static const char usage_text[] =
     "usage: dsq inspect PATH [--json]\n"
     "\n"
@@ -37,9 +39,17 @@ static const char usage_text[] =
     "the sum over the set, \"splits\" lists the files and each tensor has \"split\"\n"
     "(0-based, as split.no).\n"
     "\n"
+    "Names and keys from the file are shown with control characters as \\xNN, so a\n"
+    "hostile name cannot break a line or drive the terminal.\n"
+    "\n"
     "options:\n"
     "  --json      print one JSON document on stdout instead of the table\n"
-    "  -h, --help  this text\n";
+    "  -h, --help  this text\n"
+    "\n"
+    "examples:\n"
+    "  dsq inspect DeepSeek-V3/\n"
+    "  dsq inspect model-00001-of-00163.safetensors --json\n"
+    "  dsq inspect ds-v3-Q4_K_M-00001-of-00009.gguf   # the whole split set\n";
 
 typedef struct totals {
     size_t count[DSQ_DTYPE_COUNT];
@@ -48,13 +58,13 @@ typedef struct totals {
 
 static int print_json(const dsq_ckpt *ck, const char *path, const totals *t) {
     json_t *root = json_object(), *tensors = json_array(), *tot = json_object();
-    json_object_set_new(root, "path", json_string(path));
+    json_object_set_new(root, "path", dsq_cli_json_str(path));
     json_object_set_new(root, "format", json_string("safetensors"));
     json_t *shards = json_array();
     for (size_t s = 0; s < dsq_ckpt_shard_count(ck); s++) {
         const dsq_st *sh = dsq_ckpt_shard(ck, s);
         json_t *js = json_object(), *meta = json_object();
-        json_object_set_new(js, "file", json_string(dsq_ckpt_shard_name(ck, s)));
+        json_object_set_new(js, "file", dsq_cli_json_str(dsq_ckpt_shard_name(ck, s)));
         json_object_set_new(js, "bytes", json_integer((json_int_t)dsq_st_file_size(sh)));
         for (size_t m = 0; m < dsq_st_meta_count(sh); m++)
             json_object_set_new(meta, dsq_st_meta_key(sh, m), json_string(dsq_st_meta_value(sh, m)));
@@ -65,11 +75,11 @@ static int print_json(const dsq_ckpt *ck, const char *path, const totals *t) {
             json_t *jt = json_object(), *shape = json_array();
             for (int d = 0; d < v->ndim; d++)
                 json_array_append_new(shape, json_integer(v->shape[d]));
-            json_object_set_new(jt, "name", json_string(v->name));
+            json_object_set_new(jt, "name", dsq_cli_json_str(v->name));
             json_object_set_new(jt, "dtype", json_string(dsq_dtype_name(v->dtype)));
             json_object_set_new(jt, "shape", shape);
             json_object_set_new(jt, "bytes", json_integer((json_int_t)v->nbytes));
-            json_object_set_new(jt, "shard", json_string(dsq_ckpt_shard_name(ck, s)));
+            json_object_set_new(jt, "shard", dsq_cli_json_str(dsq_ckpt_shard_name(ck, s)));
             json_object_set_new(jt, "offset",
                                 json_integer((json_int_t)dsq_st_tensor_offset(sh, i)));
             json_array_append_new(tensors, jt);
@@ -90,8 +100,7 @@ static int print_json(const dsq_ckpt *ck, const char *path, const totals *t) {
     json_object_set_new(root, "totals", tot);
     json_object_set_new(root, "total_bytes", json_integer((json_int_t)all));
     json_object_set_new(root, "tensor_count", json_integer((json_int_t)dsq_ckpt_tensor_count(ck)));
-    const int rc = json_dumpf(root, stdout, JSON_INDENT(2)) == 0 ? DSQ_EXIT_OK : DSQ_EXIT_IO;
-    putchar('\n');
+    const int rc = dsq_cli_json_print(CMD, root, JSON_INDENT(2));
     json_decref(root);
     return rc;
 }
@@ -177,28 +186,6 @@ static void type_str(const dsq_gguf_val *v, char *buf, size_t size) {
         snprintf(buf, size, "%s", dsq_gguf_type_name(v->type));
 }
 
-/* A string as JSON: as it is when valid UTF-8, else with every byte >= 0x80 written as
- * "\xNN" text (jansson only takes UTF-8). */
-static json_t *json_str(const char *s, size_t n) {
-    json_t *j = json_stringn(s, n);
-    if (j != NULL)
-        return j;
-    char *b = malloc(4 * n + 1);
-    size_t o = 0;
-    if (b == NULL)
-        return json_null();
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x80 || ch == 0)
-            o += (size_t)snprintf(b + o, 5, "\\x%02x", ch);
-        else
-            b[o++] = (char)ch;
-    }
-    j = json_stringn(b, o);
-    free(b);
-    return j ? j : json_null();
-}
-
 static json_t *json_val(const dsq_gguf_val *v) {
     int64_t i = 0;
     uint64_t u = 0;
@@ -207,7 +194,7 @@ static json_t *json_val(const dsq_gguf_val *v) {
     const char *s = NULL;
     size_t n = 0;
     switch (v->type) {
-        case DSQ_GGUF_STRING: dsq_gguf_val_str(v, &s, &n, NULL); return json_str(s, n);
+        case DSQ_GGUF_STRING: dsq_gguf_val_str(v, &s, &n, NULL); return dsq_cli_json_strn(s, n);
         case DSQ_GGUF_BOOL: dsq_gguf_val_bool(v, &b, NULL); return json_boolean(b);
         case DSQ_GGUF_FLOAT32:
         case DSQ_GGUF_FLOAT64: dsq_gguf_val_as_f64(v, &d, NULL); return json_real(d);
@@ -238,101 +225,103 @@ static json_t *json_val(const dsq_gguf_val *v) {
     return json_null();
 }
 
-static int inspect_gguf(const char *path, int json) {
-    dsq_err err = {0};
-    dsq_gguf_set *set = NULL;
-    const dsq_status st = dsq_gguf_set_open(&set, path, &err);
-    if (st != DSQ_OK)
-        return dsq_cli_fail(st, &err);
-    const dsq_gguf *g = dsq_gguf_set_meta(set);
-    const int n_files = dsq_gguf_set_file_count(set);
+/* The facts both views of a GGUF (or split set) use. */
+typedef struct gguf_view {
+    const dsq_gguf_set *set;
+    const dsq_gguf *g; /* the first file: the metadata */
+    int n_files;
+    int64_t nt, nkv;
+    uint64_t data_off, file_bytes, all;
     totals t;
-    memset(&t, 0, sizeof t);
-    const int64_t nt = dsq_gguf_set_tensor_count(set), nkv = dsq_gguf_kv_count(g);
-    const uint64_t data_off = dsq_gguf_data_offset(g);
-    const uint64_t file_bytes = dsq_gguf_set_bytes(set);
-    uint64_t all = 0;
+} gguf_view;
+
+static int gguf_json(const gguf_view *w, const char *path) {
+    const dsq_gguf_set *set = w->set;
+    const dsq_gguf *g = w->g;
+    const int n_files = w->n_files;
+    const int64_t nt = w->nt, nkv = w->nkv;
+    const uint64_t data_off = w->data_off, file_bytes = w->file_bytes, all = w->all;
+    const totals *t = &w->t;
+    json_t *root = json_object(), *meta = json_array(), *tensors = json_array(),
+           *tot = json_object();
+    json_object_set_new(root, "path", dsq_cli_json_str(path));
+    json_object_set_new(root, "format", json_string("gguf"));
+    json_object_set_new(root, "version", json_integer(dsq_gguf_version(g)));
+    json_object_set_new(root, "alignment", json_integer(dsq_gguf_alignment(g)));
+    json_object_set_new(root, "data_offset", json_integer((json_int_t)data_off));
+    json_object_set_new(root, "file_bytes", json_integer((json_int_t)file_bytes));
+    if (n_files > 1) {
+        json_t *splits = json_array();
+        for (int k = 0; k < n_files; k++) {
+            const dsq_gguf *f = dsq_gguf_set_file(set, k);
+            json_t *js = json_object();
+            json_object_set_new(js, "file", dsq_cli_json_str(dsq_gguf_set_path(set, k)));
+            json_object_set_new(js, "bytes", json_integer((json_int_t)dsq_gguf_size(f)));
+            json_object_set_new(js, "data_offset",
+                                json_integer((json_int_t)dsq_gguf_data_offset(f)));
+            json_object_set_new(js, "tensor_count", json_integer(dsq_gguf_tensor_count(f)));
+            json_array_append_new(splits, js);
+        }
+        json_object_set_new(root, "split_count", json_integer(n_files));
+        json_object_set_new(root, "splits", splits);
+    }
+    json_object_set_new(root, "shape_order", json_string("ggml ne (ne[0] first)"));
+    json_object_set_new(root, "kv_count", json_integer(nkv));
+    for (int64_t i = 0; i < nkv; i++) {
+        dsq_gguf_val v;
+        char ty[40];
+        if (dsq_gguf_kv_val(g, i, &v, NULL) != DSQ_OK)
+            continue;
+        type_str(&v, ty, sizeof ty);
+        json_t *kv = json_object();
+        const char *key = dsq_gguf_kv_key(g, i);
+        json_object_set_new(kv, "key", dsq_cli_json_str(key));
+        json_object_set_new(kv, "type", json_string(ty));
+        json_object_set_new(kv, "value", json_val(&v));
+        json_array_append_new(meta, kv);
+    }
     for (int64_t i = 0; i < nt; i++) {
         const dsq_gguf_tensor *x = dsq_gguf_set_tensor_at(set, i);
-        t.count[x->dtype]++;
-        t.bytes[x->dtype] += x->nbytes;
-        all += x->nbytes;
+        const int k = dsq_gguf_set_tensor_file(set, i);
+        const uint64_t k_off = dsq_gguf_data_offset(dsq_gguf_set_file(set, k));
+        json_t *jt = json_object(), *ne = json_array();
+        for (uint32_t d = 0; d < x->n_dims; d++)
+            json_array_append_new(ne, json_integer(x->ne[d]));
+        json_object_set_new(jt, "name", dsq_cli_json_str(x->name));
+        json_object_set_new(jt, "type", json_string(dsq_dtype_name(x->dtype)));
+        json_object_set_new(jt, "ne", ne);
+        json_object_set_new(jt, "bytes", json_integer((json_int_t)x->nbytes));
+        json_object_set_new(jt, "offset", json_integer((json_int_t)x->offset));
+        json_object_set_new(jt, "file_offset", json_integer((json_int_t)(k_off + x->offset)));
+        if (n_files > 1)
+            json_object_set_new(jt, "split", json_integer(k));
+        json_array_append_new(tensors, jt);
     }
-    int rc = DSQ_EXIT_OK;
-    if (json) {
-        json_t *root = json_object(), *meta = json_array(), *tensors = json_array(),
-               *tot = json_object();
-        json_object_set_new(root, "path", json_string(path));
-        json_object_set_new(root, "format", json_string("gguf"));
-        json_object_set_new(root, "version", json_integer(dsq_gguf_version(g)));
-        json_object_set_new(root, "alignment", json_integer(dsq_gguf_alignment(g)));
-        json_object_set_new(root, "data_offset", json_integer((json_int_t)data_off));
-        json_object_set_new(root, "file_bytes", json_integer((json_int_t)file_bytes));
-        if (n_files > 1) {
-            json_t *splits = json_array();
-            for (int k = 0; k < n_files; k++) {
-                const dsq_gguf *f = dsq_gguf_set_file(set, k);
-                json_t *js = json_object();
-                json_object_set_new(js, "file", json_string(dsq_gguf_set_path(set, k)));
-                json_object_set_new(js, "bytes", json_integer((json_int_t)dsq_gguf_size(f)));
-                json_object_set_new(js, "data_offset",
-                                    json_integer((json_int_t)dsq_gguf_data_offset(f)));
-                json_object_set_new(js, "tensor_count", json_integer(dsq_gguf_tensor_count(f)));
-                json_array_append_new(splits, js);
-            }
-            json_object_set_new(root, "split_count", json_integer(n_files));
-            json_object_set_new(root, "splits", splits);
-        }
-        json_object_set_new(root, "shape_order", json_string("ggml ne (ne[0] first)"));
-        json_object_set_new(root, "kv_count", json_integer(nkv));
-        for (int64_t i = 0; i < nkv; i++) {
-            dsq_gguf_val v;
-            char ty[40];
-            if (dsq_gguf_kv_val(g, i, &v, NULL) != DSQ_OK)
-                continue;
-            type_str(&v, ty, sizeof ty);
-            json_t *kv = json_object();
-            json_object_set_new(kv, "key", json_string(dsq_gguf_kv_key(g, i)));
-            json_object_set_new(kv, "type", json_string(ty));
-            json_object_set_new(kv, "value", json_val(&v));
-            json_array_append_new(meta, kv);
-        }
-        for (int64_t i = 0; i < nt; i++) {
-            const dsq_gguf_tensor *x = dsq_gguf_set_tensor_at(set, i);
-            const int k = dsq_gguf_set_tensor_file(set, i);
-            const uint64_t k_off = dsq_gguf_data_offset(dsq_gguf_set_file(set, k));
-            json_t *jt = json_object(), *ne = json_array();
-            for (uint32_t d = 0; d < x->n_dims; d++)
-                json_array_append_new(ne, json_integer(x->ne[d]));
-            json_object_set_new(jt, "name", json_string(x->name));
-            json_object_set_new(jt, "type", json_string(dsq_dtype_name(x->dtype)));
-            json_object_set_new(jt, "ne", ne);
-            json_object_set_new(jt, "bytes", json_integer((json_int_t)x->nbytes));
-            json_object_set_new(jt, "offset", json_integer((json_int_t)x->offset));
-            json_object_set_new(jt, "file_offset", json_integer((json_int_t)(k_off + x->offset)));
-            if (n_files > 1)
-                json_object_set_new(jt, "split", json_integer(k));
-            json_array_append_new(tensors, jt);
-        }
-        for (int d = 0; d < DSQ_DTYPE_COUNT; d++) {
-            if (t.count[d] == 0)
-                continue;
-            json_t *e = json_object();
-            json_object_set_new(e, "count", json_integer((json_int_t)t.count[d]));
-            json_object_set_new(e, "bytes", json_integer((json_int_t)t.bytes[d]));
-            json_object_set_new(tot, dsq_dtype_name((dsq_dtype)d), e);
-        }
-        json_object_set_new(root, "metadata", meta);
-        json_object_set_new(root, "tensors", tensors);
-        json_object_set_new(root, "totals", tot);
-        json_object_set_new(root, "total_bytes", json_integer((json_int_t)all));
-        json_object_set_new(root, "tensor_count", json_integer(nt));
-        rc = json_dumpf(root, stdout, JSON_INDENT(2)) == 0 ? DSQ_EXIT_OK : DSQ_EXIT_IO;
-        putchar('\n');
-        json_decref(root);
-        dsq_gguf_set_close(set);
-        return rc;
+    for (int d = 0; d < DSQ_DTYPE_COUNT; d++) {
+        if (t->count[d] == 0)
+            continue;
+        json_t *e = json_object();
+        json_object_set_new(e, "count", json_integer((json_int_t)t->count[d]));
+        json_object_set_new(e, "bytes", json_integer((json_int_t)t->bytes[d]));
+        json_object_set_new(tot, dsq_dtype_name((dsq_dtype)d), e);
     }
+    json_object_set_new(root, "metadata", meta);
+    json_object_set_new(root, "tensors", tensors);
+    json_object_set_new(root, "totals", tot);
+    json_object_set_new(root, "total_bytes", json_integer((json_int_t)all));
+    json_object_set_new(root, "tensor_count", json_integer(nt));
+    const int rc = dsq_cli_json_print(CMD, root, JSON_INDENT(2));
+    json_decref(root);
+    return rc;
+}
+
+static void gguf_table(const gguf_view *w) {
+    const dsq_gguf_set *set = w->set;
+    const dsq_gguf *g = w->g;
+    const int n_files = w->n_files;
+    const int64_t nt = w->nt, nkv = w->nkv;
+    const uint64_t data_off = w->data_off, file_bytes = w->file_bytes, all = w->all;
+    const totals *t = &w->t;
     char h[32];
     dsq_format_bytes(file_bytes, h, sizeof h);
     if (n_files > 1) {
@@ -343,8 +332,10 @@ static int inspect_gguf(const char *path, int json) {
         printf("%-6s %8s %14s %14s  %s\n", "SPLIT", "TENSORS", "BYTES", "DATA AT", "FILE");
         for (int k = 0; k < n_files; k++) {
             const dsq_gguf *f = dsq_gguf_set_file(set, k);
-            printf("%-6d %8" PRId64 " %14zu %14" PRIu64 "  %s\n", k, dsq_gguf_tensor_count(f),
-                   dsq_gguf_size(f), dsq_gguf_data_offset(f), dsq_gguf_set_path(set, k));
+            printf("%-6d %8" PRId64 " %14zu %14" PRIu64 "  ", k, dsq_gguf_tensor_count(f),
+                   dsq_gguf_size(f), dsq_gguf_data_offset(f));
+            dsq_cli_put_escaped(stdout, dsq_gguf_set_path(set, k), 0);
+            putchar('\n');
         }
         printf("\n");
     } else {
@@ -376,7 +367,8 @@ static int inspect_gguf(const char *path, int json) {
         } else {
             text_val(&v, val, sizeof val);
         }
-        printf("%-44s %-16s %s\n", dsq_gguf_kv_key(g, i), ty, val);
+        dsq_cli_put_escaped(stdout, dsq_gguf_kv_key(g, i), 44);
+        printf(" %-16s %s\n", ty, val);
     }
     printf("\n%-44s %-8s %-26s %14s %14s%s\n", "TENSOR", "TYPE", "NE (ggml order)", "BYTES",
            "OFFSET", n_files > 1 ? "  SPLIT" : "");
@@ -386,19 +378,48 @@ static int inspect_gguf(const char *path, int json) {
         dsq_shape_format(x->ne, (int)x->n_dims, shape, sizeof shape);
         if (n_files > 1)
             snprintf(where, sizeof where, "  %d", dsq_gguf_set_tensor_file(set, i));
-        printf("%-44s %-8s %-26s %14" PRIu64 " %14" PRIu64 "%s\n", x->name,
-               dsq_dtype_name(x->dtype), shape, x->nbytes, x->offset, where);
+        dsq_cli_put_escaped(stdout, x->name, 44);
+        printf(" %-8s %-26s %14" PRIu64 " %14" PRIu64 "%s\n", dsq_dtype_name(x->dtype), shape,
+               x->nbytes, x->offset, where);
     }
     printf("\n%-10s %8s %16s\n", "TYPE", "TENSORS", "BYTES");
     for (int d = 0; d < DSQ_DTYPE_COUNT; d++) {
-        if (t.count[d] == 0)
+        if (t->count[d] == 0)
             continue;
-        dsq_format_bytes(t.bytes[d], h, sizeof h);
-        printf("%-10s %8zu %16" PRIu64 "  (%s)\n", dsq_dtype_name((dsq_dtype)d), t.count[d],
-               t.bytes[d], h);
+        dsq_format_bytes(t->bytes[d], h, sizeof h);
+        printf("%-10s %8zu %16" PRIu64 "  (%s)\n", dsq_dtype_name((dsq_dtype)d), t->count[d],
+               t->bytes[d], h);
     }
     dsq_format_bytes(all, h, sizeof h);
     printf("%-10s %8" PRId64 " %16" PRIu64 "  (%s)\n", "total", nt, all, h);
+}
+
+static int inspect_gguf(const char *path, int json) {
+    dsq_err err = {0};
+    dsq_gguf_set *set = NULL;
+    const dsq_status st = dsq_gguf_set_open(&set, path, &err);
+    if (st != DSQ_OK)
+        return dsq_cli_fail(CMD, st, &err);
+    gguf_view w;
+    memset(&w, 0, sizeof w);
+    w.set = set;
+    w.g = dsq_gguf_set_meta(set);
+    w.n_files = dsq_gguf_set_file_count(set);
+    w.nt = dsq_gguf_set_tensor_count(set);
+    w.nkv = dsq_gguf_kv_count(w.g);
+    w.data_off = dsq_gguf_data_offset(w.g);
+    w.file_bytes = dsq_gguf_set_bytes(set);
+    for (int64_t i = 0; i < w.nt; i++) {
+        const dsq_gguf_tensor *x = dsq_gguf_set_tensor_at(set, i);
+        w.t.count[x->dtype]++;
+        w.t.bytes[x->dtype] += x->nbytes;
+        w.all += x->nbytes;
+    }
+    int rc = DSQ_EXIT_OK;
+    if (json)
+        rc = gguf_json(&w, path);
+    else
+        gguf_table(&w);
     dsq_gguf_set_close(set);
     return rc;
 }
@@ -413,26 +434,25 @@ int dsq_cmd_inspect(int argc, char **argv) {
         } else if (strcmp(argv[i], "--json") == 0) {
             json = 1;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "dsq inspect: unknown option '%s'\n%s", argv[i], usage_text);
-            return DSQ_EXIT_USAGE;
+            return dsq_cli_usage(CMD, "unknown option '%s'", argv[i]);
         } else if (path == NULL) {
             path = argv[i];
         } else {
-            fprintf(stderr, "dsq inspect: one PATH only\n%s", usage_text);
-            return DSQ_EXIT_USAGE;
+            return dsq_cli_usage(CMD, "one PATH only");
         }
     }
-    if (path == NULL) {
-        fprintf(stderr, "dsq inspect: missing PATH\n%s", usage_text);
-        return DSQ_EXIT_USAGE;
-    }
+    if (path == NULL)
+        return dsq_cli_usage(CMD, "missing PATH");
+    const int missing = dsq_cli_need_input(CMD, path);
+    if (missing != 0)
+        return missing;
     if (dsq_gguf_probe_path(path))
         return inspect_gguf(path, json);
     dsq_err err = {0};
     dsq_ckpt *ck = NULL;
     const dsq_status st = dsq_ckpt_open(&ck, path, &err);
     if (st != DSQ_OK)
-        return dsq_cli_fail(st, &err);
+        return dsq_cli_fail(CMD, st, &err);
 
     totals t;
     memset(&t, 0, sizeof t);
@@ -455,8 +475,11 @@ int dsq_cmd_inspect(int argc, char **argv) {
                 const dsq_tensor_view *v = dsq_st_tensor(sh, i);
                 char shape[128];
                 dsq_shape_format(v->shape, v->ndim, shape, sizeof shape);
-                printf("%-60s %-8s %-20s %14" PRIu64 "  %s\n", v->name, dsq_dtype_name(v->dtype),
-                       shape, v->nbytes, dsq_ckpt_shard_name(ck, s));
+                dsq_cli_put_escaped(stdout, v->name, 60);
+                printf(" %-8s %-20s %14" PRIu64 "  ", dsq_dtype_name(v->dtype), shape,
+                       v->nbytes);
+                dsq_cli_put_escaped(stdout, dsq_ckpt_shard_name(ck, s), 0);
+                putchar('\n');
             }
         }
         printf("\n%-10s %8s %16s\n", "DTYPE", "TENSORS", "BYTES");

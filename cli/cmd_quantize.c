@@ -1,4 +1,5 @@
-/* cli/cmd_quantize.c: `dsq quantize IN OUT.gguf --type T`. */
+/* cli/cmd_quantize.c: `dsq quantize IN OUT.gguf --type T`: options, the summary, the
+ * --dry-run table, the --json document. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,7 +7,10 @@
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "convert/quantize_gguf.h"
+#include "core/parse.h"
 #include "gguf_export/gguf_rules.h"
+
+#define CMD "quantize"
 
 static const char usage_text[] =
     "usage: dsq quantize IN OUT.gguf --type T [options]\n"
@@ -55,9 +59,15 @@ static const char usage_text[] =
     "  --dry-run                 print each tensor's GGUF name, type, shape and bytes, and\n"
     "                            the total; write nothing\n"
     "  --threads N               compute threads (default: all cores)\n"
-    "  --json                    print the summary (and with --dry-run the plan) as JSON\n"
-    "  -q, --quiet               no progress bar, no summary\n"
-    "  -h, --help                this text\n";
+    "  --json                    one JSON document on stdout: the summary, and with\n"
+    "                            --dry-run the plan; human lines go to stderr\n"
+    "  -q, --quiet               no progress bar, no summary, no notes\n"
+    "  -h, --help                this text\n"
+    "\n"
+    "examples:\n"
+    "  dsq quantize DeepSeek-V3/ ds-v3-Q4_K_M.gguf --type Q4_K_M\n"
+    "  dsq quantize llama-f16.gguf llama-Q4_K_M.gguf --type Q4_K_M --imatrix imatrix.gguf\n"
+    "  dsq quantize DeepSeek-V3/ --type Q4_K_M --dry-run --json   # the plan, nothing written\n";
 
 static void shape_str(const dsq_qz_tensor *t, char *buf, size_t n) {
     size_t o = (size_t)snprintf(buf, n, "[");
@@ -67,27 +77,31 @@ static void shape_str(const dsq_qz_tensor *t, char *buf, size_t n) {
         snprintf(buf + o, n - o, "]");
 }
 
-static void print_json(const dsq_qz_summary *s, const char *out, int dry, int plan, double secs) {
-    printf("{\"dry_run\": %s, \"arch\": \"%s\", \"ftype\": \"%s\", \"file_type\": %d, "
-           "\"output\": \"%s\", \"tensors\": %zu, \"tensor_bytes\": %llu, \"file_bytes\": %llu, "
-           "\"input_bytes\": %llu, \"splits\": %d, \"imatrix_tensors\": %zu, \"seconds\": %.3f",
-           dry ? "true" : "false", s->arch, s->ftype, s->file_type, out, s->n_tensors,
-           (unsigned long long)s->tensor_bytes, (unsigned long long)s->file_bytes,
-           (unsigned long long)s->input_bytes, s->n_splits, s->imatrix_used, secs);
-    if (plan) {
-        printf(", \"plan\": [");
+static int print_json(const dsq_qz_summary *s, const char *out, int dry, double secs) {
+    json_t *root = json_pack(
+        "{s:b,s:s,s:s,s:i,s:o,s:I,s:I,s:I,s:I,s:i,s:I,s:f}", "dry_run", dry, "arch", s->arch,
+        "ftype", s->ftype, "file_type", s->file_type, "output", dsq_cli_json_str(out),
+        "tensors", (json_int_t)s->n_tensors, "tensor_bytes", (json_int_t)s->tensor_bytes,
+        "file_bytes", (json_int_t)s->file_bytes, "input_bytes", (json_int_t)s->input_bytes,
+        "splits", s->n_splits, "imatrix_tensors", (json_int_t)s->imatrix_used, "seconds", secs);
+    if (root != NULL && dry) {
+        json_t *plan = json_array();
         for (size_t i = 0; i < s->n_tensors; i++) {
             const dsq_qz_tensor *t = &s->tensors[i];
-            char sh[96];
-            shape_str(t, sh, sizeof sh);
-            printf("%s{\"name\": \"%s\", \"type\": \"%s\", \"ne\": %s, \"bytes\": %llu, "
-                   "\"fallback\": %s}",
-                   i ? ", " : "", t->name, dsq_dtype_name(t->type), sh,
-                   (unsigned long long)t->nbytes, t->fallback ? "true" : "false");
+            json_t *ne = json_array();
+            for (uint32_t d = 0; d < t->n_dims; d++)
+                json_array_append_new(ne, json_integer(t->ne[d]));
+            json_array_append_new(
+                plan, json_pack("{s:o,s:s,s:o,s:I,s:b}", "name",
+                                dsq_cli_json_strn(t->name, strnlen(t->name, sizeof t->name)),
+                                "type", dsq_dtype_name(t->type), "ne", ne, "bytes",
+                                (json_int_t)t->nbytes, "fallback", t->fallback));
         }
-        printf("]");
+        json_object_set_new(root, "plan", plan);
     }
-    printf("}\n");
+    const int rc = dsq_cli_json_print(CMD, root, 0);
+    json_decref(root);
+    return rc;
 }
 
 static const char *need_value(int argc, char **argv, int *i, const char *opt) {
@@ -96,24 +110,7 @@ static const char *need_value(int argc, char **argv, int *i, const char *opt) {
         return argv[*i] + n + 1;
     if (*i + 1 < argc)
         return argv[++*i];
-    fprintf(stderr, "dsq quantize: %s needs a value\n", opt);
     return NULL;
-}
-
-/* "N", "NM" (10^6) or "NG" (10^9), as gguf-split counts; 0 when malformed or 0. */
-static uint64_t parse_size(const char *v) {
-    char *end = NULL;
-    if (*v < '0' || *v > '9')
-        return 0;
-    const unsigned long long n = strtoull(v, &end, 10);
-    uint64_t mul = 1;
-    if (*end == 'M' || *end == 'm')
-        mul = 1000000u, end++;
-    else if (*end == 'G' || *end == 'g')
-        mul = 1000000000u, end++;
-    if (*end != '\0' || n == 0 || n > UINT64_MAX / mul)
-        return 0;
-    return (uint64_t)n * mul;
 }
 
 static int is_opt(const char *a, const char *opt) {
@@ -121,99 +118,138 @@ static int is_opt(const char *a, const char *opt) {
     return strncmp(a, opt, n) == 0 && (a[n] == '\0' || a[n] == '=');
 }
 
+/* The --dry-run table: a line per tensor, then the totals. */
+static void print_plan(const dsq_cli *c, const dsq_qz_summary *s, int split) {
+    FILE *out = dsq_cli_human(c);
+    char b[32];
+    for (size_t i = 0; i < s->n_tensors; i++) {
+        const dsq_qz_tensor *t = &s->tensors[i];
+        char sh[96];
+        shape_str(t, sh, sizeof sh);
+        dsq_cli_put_escaped(out, t->name, 36);
+        fprintf(out, " %-7s %-22s %12llu%s\n", dsq_dtype_name(t->type), sh,
+                (unsigned long long)t->nbytes, t->fallback ? "  (fallback)" : "");
+    }
+    dsq_format_bytes(s->file_bytes, b, sizeof b);
+    fprintf(out, "total: %zu tensor%s, %llu bytes of tensor data, file %llu bytes (%s), %s %s\n",
+            s->n_tensors, dsq_cli_s(s->n_tensors), (unsigned long long)s->tensor_bytes,
+            (unsigned long long)s->file_bytes, b, s->arch, s->ftype);
+    if (split)
+        fprintf(out, "split into %d file%s\n", s->n_splits, dsq_cli_s((size_t)s->n_splits));
+}
+
+static void print_summary(const dsq_cli *c, const dsq_qz_summary *s, const dsq_qz_opts *o,
+                          const char *out, double secs) {
+    char b[32], r[32];
+    dsq_format_bytes(s->file_bytes, b, sizeof b);
+    dsq_format_bytes(secs > 0 ? (uint64_t)((double)s->input_bytes / secs) : 0, r, sizeof r);
+    char split[48] = "";
+    if (o->split_max_bytes > 0)
+        snprintf(split, sizeof split, " (%d split file%s)", s->n_splits,
+                 dsq_cli_s((size_t)s->n_splits));
+    dsq_cli_say(c, "quantized %zu tensor%s to %s (%s) -> %s%s, %s in %.2f s (%s/s of input)",
+                s->n_tensors, dsq_cli_s(s->n_tensors), s->ftype, s->arch, out, split, b, secs, r);
+    if (o->imatrix != NULL)
+        dsq_cli_say(c, "imatrix used for %zu tensor%s", s->imatrix_used,
+                    dsq_cli_s(s->imatrix_used));
+}
+
+/* Parses argv into o (tt: room for the --tensor-type values) and pos; 0 or the exit code. */
+static int parse_args(int argc, char **argv, dsq_qz_opts *o, const char **tt, dsq_cli *c,
+                      const char **pos, int *npos) {
+    dsq_err err = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        const char **str = NULL; /* an option whose value is kept as given */
+        if (is_opt(a, "--type"))
+            str = &o->type;
+        else if (is_opt(a, "--output-tensor-type"))
+            str = &o->output_tensor_type;
+        else if (is_opt(a, "--token-embedding-type"))
+            str = &o->token_embedding_type;
+        else if (is_opt(a, "--tokenizer-pre"))
+            str = &o->tokenizer_pre;
+        else if (is_opt(a, "--imatrix"))
+            str = &o->imatrix;
+        else if (is_opt(a, "--tensor-type"))
+            str = &tt[o->n_tensor_types];
+        if (str != NULL || is_opt(a, "--threads") || is_opt(a, "--split-max-size")) {
+            const char *opt = a;
+            char name[32];
+            if (strchr(a, '=') != NULL) {
+                snprintf(name, sizeof name, "%.*s", (int)(strchr(a, '=') - a), a);
+                opt = name;
+            }
+            if ((v = need_value(argc, argv, &i, opt)) == NULL)
+                return dsq_cli_usage(CMD, "%s needs a value", opt);
+            if (str == &tt[o->n_tensor_types])
+                o->n_tensor_types++;
+            if (str != NULL)
+                *str = v;
+            else if (strcmp(opt, "--threads") == 0 && dsq_parse_threads(v, &o->threads, &err))
+                return dsq_cli_bad_value(CMD, opt, &err);
+            else if (strcmp(opt, "--split-max-size") == 0 &&
+                     dsq_parse_size(v, &o->split_max_bytes, &err))
+                return dsq_cli_bad_value(CMD, opt, &err);
+        } else if (strcmp(a, "--allow-requantize") == 0) {
+            o->allow_requantize = 1;
+        } else if (strcmp(a, "--pure") == 0) {
+            o->pure = 1;
+        } else if (strcmp(a, "--mla-legacy") == 0) {
+            o->mla_legacy = 1;
+        } else if (strcmp(a, "--keep-mtp") == 0) {
+            o->keep_mtp = 1;
+        } else if (strcmp(a, "--fp8-f32") == 0) {
+            o->fp8_f32 = 1;
+        } else if (strcmp(a, "--dry-run") == 0) {
+            o->dry_run = 1;
+        } else if (strcmp(a, "--json") == 0) {
+            c->json = 1;
+        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            c->quiet = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return dsq_cli_usage(CMD, "unknown option '%s'", a);
+        } else if (*npos < 2) {
+            pos[(*npos)++] = a;
+        } else {
+            return dsq_cli_usage(CMD, "too many arguments: '%s'", a);
+        }
+    }
+    if (*npos != 2 && !(*npos == 1 && o->dry_run))
+        return dsq_cli_usage(CMD, "expected IN OUT.gguf");
+    if (o->type == NULL)
+        return dsq_cli_usage(CMD, "--type is required");
+    return 0;
+}
+
 int dsq_cmd_quantize(int argc, char **argv) {
-    const char *pos[2];
-    int npos = 0, json = 0, quiet = 0, rc = DSQ_EXIT_OK;
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0, rc = DSQ_EXIT_OK;
+    dsq_cli c = {.cmd = CMD, .notes_to_stderr = 1};
     dsq_qz_opts o;
     memset(&o, 0, sizeof o);
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_text, stdout);
+            return DSQ_EXIT_OK;
+        }
     const char **tt = calloc((size_t)argc + 1, sizeof *tt);
     if (tt == NULL)
         return DSQ_EXIT_INTERNAL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(usage_text, stdout);
-            free(tt);
-            return DSQ_EXIT_OK;
-        } else if (is_opt(a, "--type")) {
-            if ((o.type = v = need_value(argc, argv, &i, "--type")) == NULL)
-                goto usage;
-        } else if (is_opt(a, "--tensor-type")) {
-            if ((v = need_value(argc, argv, &i, "--tensor-type")) == NULL)
-                goto usage;
-            tt[o.n_tensor_types++] = v;
-        } else if (is_opt(a, "--output-tensor-type")) {
-            if ((o.output_tensor_type = need_value(argc, argv, &i, "--output-tensor-type")) == NULL)
-                goto usage;
-        } else if (is_opt(a, "--token-embedding-type")) {
-            if ((o.token_embedding_type = need_value(argc, argv, &i, "--token-embedding-type")) ==
-                NULL)
-                goto usage;
-        } else if (is_opt(a, "--tokenizer-pre")) {
-            if ((o.tokenizer_pre = need_value(argc, argv, &i, "--tokenizer-pre")) == NULL)
-                goto usage;
-        } else if (is_opt(a, "--threads")) {
-            char *end = NULL;
-            if ((v = need_value(argc, argv, &i, "--threads")) == NULL)
-                goto usage;
-            const long n = strtol(v, &end, 10);
-            if (*end != '\0' || n < 1 || n > 4096) {
-                fprintf(stderr, "dsq quantize: --threads needs a number from 1 to 4096\n");
-                goto usage;
-            }
-            o.threads = (int)n;
-        } else if (is_opt(a, "--imatrix")) {
-            if ((o.imatrix = need_value(argc, argv, &i, "--imatrix")) == NULL)
-                goto usage;
-        } else if (is_opt(a, "--split-max-size")) {
-            if ((v = need_value(argc, argv, &i, "--split-max-size")) == NULL)
-                goto usage;
-            if ((o.split_max_bytes = parse_size(v)) == 0) {
-                fprintf(stderr, "dsq quantize: --split-max-size '%s': expected a positive "
-                                "number of bytes, optionally followed by M or G\n", v);
-                goto usage;
-            }
-        } else if (strcmp(a, "--allow-requantize") == 0) {
-            o.allow_requantize = 1;
-        } else if (strcmp(a, "--pure") == 0) {
-            o.pure = 1;
-        } else if (strcmp(a, "--mla-legacy") == 0) {
-            o.mla_legacy = 1;
-        } else if (strcmp(a, "--keep-mtp") == 0) {
-            o.keep_mtp = 1;
-        } else if (strcmp(a, "--fp8-f32") == 0) {
-            o.fp8_f32 = 1;
-        } else if (strcmp(a, "--dry-run") == 0) {
-            o.dry_run = 1;
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-            quiet = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "dsq quantize: unknown option '%s'\n", a);
-            goto usage;
-        } else if (npos < 2) {
-            pos[npos++] = a;
-        } else {
-            fprintf(stderr, "dsq quantize: too many arguments\n");
-            goto usage;
-        }
-    }
-    if (npos != 2 && !(npos == 1 && o.dry_run)) {
-        fprintf(stderr, "dsq quantize: expected IN OUT.gguf\n");
-        goto usage;
-    }
-    if (o.type == NULL) {
-        fprintf(stderr, "dsq quantize: --type is required\n");
-        goto usage;
-    }
     o.tensor_types = tt;
+    if ((rc = parse_args(argc, argv, &o, tt, &c, pos, &npos)) != 0 ||
+        (rc = dsq_cli_need_input(CMD, pos[0])) != 0 ||
+        (o.imatrix != NULL && (rc = dsq_cli_need_input(CMD, o.imatrix)) != 0) ||
+        (!o.dry_run && (rc = dsq_cli_check_out_file(CMD, pos[1])) != 0)) {
+        free(tt);
+        return rc;
+    }
 
     dsq_progress prog;
-    dsq_progress_init(&prog, "quantize", quiet || json || o.dry_run);
-    dsq_cli_log lg = {quiet || json, stderr, &prog};
+    dsq_progress_init(&prog, "quantize", c.quiet || c.json || o.dry_run);
+    c.prog = &prog;
     o.log = dsq_cli_log_cb;
-    o.log_user = &lg;
+    o.log_user = &c;
     o.progress = dsq_progress_update;
     o.progress_user = &prog;
 
@@ -223,45 +259,17 @@ int dsq_cmd_quantize(int argc, char **argv) {
     const dsq_status st = dsq_quantize_gguf(pos[0], out, &o, &s, &err);
     dsq_progress_done(&prog);
     if (st != DSQ_OK) {
-        rc = dsq_cli_fail(st, &err);
         free(tt);
-        return rc == DSQ_EXIT_USAGE ? DSQ_EXIT_USAGE : rc;
+        return dsq_cli_fail(CMD, st, &err);
     }
     const double secs = dsq_now() - prog.t0;
-    if (json) {
-        print_json(&s, out, o.dry_run, o.dry_run, secs);
-    } else if (o.dry_run) {
-        char b[32];
-        for (size_t i = 0; i < s.n_tensors; i++) {
-            const dsq_qz_tensor *t = &s.tensors[i];
-            char sh[96];
-            shape_str(t, sh, sizeof sh);
-            printf("%-36s %-7s %-22s %12llu%s\n", t->name, dsq_dtype_name(t->type), sh,
-                   (unsigned long long)t->nbytes, t->fallback ? "  (fallback)" : "");
-        }
-        dsq_format_bytes(s.file_bytes, b, sizeof b);
-        printf("total: %zu tensors, %llu bytes of tensor data, file %llu bytes (%s), %s %s\n",
-               s.n_tensors, (unsigned long long)s.tensor_bytes,
-               (unsigned long long)s.file_bytes, b, s.arch, s.ftype);
-        if (s.n_splits > 1 || o.split_max_bytes > 0)
-            printf("split into %d files\n", s.n_splits);
-    } else if (!quiet) {
-        char b[32], r[32];
-        dsq_format_bytes(s.file_bytes, b, sizeof b);
-        dsq_format_bytes(secs > 0 ? (uint64_t)((double)s.input_bytes / secs) : 0, r, sizeof r);
-        printf("quantized %zu tensors to %s (%s) -> %s%s, %s in %.2f s (%s/s of input)\n",
-               s.n_tensors, s.ftype, s.arch, out, o.split_max_bytes ? " (split)" : "", b, secs,
-               r);
-        if (o.split_max_bytes > 0)
-            printf("%d split files\n", s.n_splits);
-        if (o.imatrix != NULL)
-            printf("imatrix used for %zu tensors\n", s.imatrix_used);
-    }
+    if (o.dry_run)
+        print_plan(&c, &s, s.n_splits > 1 || o.split_max_bytes > 0);
+    else
+        print_summary(&c, &s, &o, out, secs);
+    if (c.json)
+        rc = print_json(&s, out, o.dry_run, secs);
     dsq_qz_summary_free(&s);
     free(tt);
-    return DSQ_EXIT_OK;
-usage:
-    fputs(usage_text, stderr);
-    free(tt);
-    return DSQ_EXIT_USAGE;
+    return rc;
 }

@@ -2,14 +2,7 @@
 #include "cli/progress.h"
 
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
-
-double dsq_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 void dsq_format_bytes(uint64_t n, char *buf, int size) {
     static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB"};
@@ -61,14 +54,4 @@ void dsq_progress_update(void *user, uint64_t done, uint64_t total) {
 void dsq_progress_done(dsq_progress *p) {
     if (p->enabled)
         fprintf(stderr, "\r\033[K");
-}
-
-void dsq_cli_log_cb(void *user, dsq_log_level lvl, const char *msg) {
-    const dsq_cli_log *l = user;
-    if (l->prog != NULL && l->prog->enabled)
-        fprintf(stderr, "\r\033[K");
-    if (lvl == DSQ_LOG_WARN)
-        fprintf(stderr, "dsq: warning: %s\n", msg);
-    else if (!l->quiet)
-        fprintf(l->info_out, "%s\n", msg);
 }

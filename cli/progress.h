@@ -1,36 +1,25 @@
-/* cli/progress.h: a one-line progress bar on stderr, drawn only on a terminal. */
+/* cli/progress.h: a one-line progress bar on stderr, drawn only on a terminal, and the
+ * byte counts people read ("1.23 GB"). */
 #ifndef DSQ_PROGRESS_H
 #define DSQ_PROGRESS_H
 
 #include <stdint.h>
 #include <stdio.h>
 
-#include "core/report.h"
+#include "core/time.h"
 
 typedef struct dsq_progress {
     int enabled;     /* stderr is a tty and the user did not ask for quiet */
-    double t0;       /* start, seconds */
+    double t0;       /* start, seconds (dsq_now) */
     double last;     /* last redraw */
     const char *label;
 } dsq_progress;
 
-double dsq_now(void); /* monotonic seconds */
 void dsq_progress_init(dsq_progress *p, const char *label, int quiet);
 /* dsq_progress_fn-compatible: user is a dsq_progress. */
 void dsq_progress_update(void *user, uint64_t done, uint64_t total);
 void dsq_progress_done(dsq_progress *p); /* clears the line */
 /* "1.23 GB" with decimal units, as disks and `ls -h --si` count. */
 void dsq_format_bytes(uint64_t n, char *buf, int size);
-
-/* The library's log callback (core/report.h) for a command with a progress
- * bar: clears the bar's line first; warnings always go to stderr as
- * "dsq: warning: ...", information (unless quiet) to info_out. */
-typedef struct dsq_cli_log {
-    int quiet;
-    FILE *info_out;
-    dsq_progress *prog;
-} dsq_cli_log;
-
-void dsq_cli_log_cb(void *user, dsq_log_level lvl, const char *msg);
 
 #endif

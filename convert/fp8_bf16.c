@@ -30,6 +30,7 @@
 
 #include "quantize/fp8.h"
 #include "model/json_edit.h"
+#include "model/model_desc.h"
 #include "core/checked.h"
 #include "core/file.h"
 #include "core/numeric.h"
@@ -236,6 +237,7 @@ static dsq_status read_config(ctx *c, dsq_err *err) {
     dsq_status st = DSQ_OK;
     char *path = dsq_path_join(c->in_dir, CONFIG_JSON);
     dsq_err e2 = {0};
+    dsq_model_desc desc = {0};
     int found = 0;
     DSQ_CHECK(path != NULL, DSQ_NOMEM, err, "out of memory");
     c->block_rows = c->block_cols = 128;
@@ -249,11 +251,13 @@ static dsq_status read_config(ctx *c, dsq_err *err) {
         dsq_err_set(err, st, "%s", e2.text);
         goto cleanup;
     }
-    DSQ_TRY(dsq_config_fp8_block(c->config_text, c->config_len, path, &c->block_rows,
-                                 &c->block_cols, &found, err));
+    /* the edit first: it is the stricter JSON check (duplicate keys, NUL bytes) */
     DSQ_TRY(dsq_json_edit_top(c->config_text, c->config_len, "quantization_config", "torch_dtype",
                               "bfloat16", path, &c->config_out, &c->config_out_len, err));
+    DSQ_TRY(dsq_model_desc_parse(c->config_text, c->config_len, path, &desc, err));
+    DSQ_TRY(dsq_model_desc_fp8_block(&desc, path, &c->block_rows, &c->block_cols, &found, err));
 cleanup:
+    dsq_model_desc_free(&desc);
     free(path);
     return st;
 }
@@ -444,7 +448,8 @@ cleanup:
     return st;
 }
 
-static dsq_status write_index(ctx *c, dsq_err *err) {
+/* The index's text (the dry run reports its size, the run writes it); caller frees. */
+static dsq_status index_text(const ctx *c, char **out, size_t *out_len, dsq_err *err) {
     dsq_status st = DSQ_OK;
     json_t *root = json_object(), *meta = json_object(), *wm = json_object();
     char *text = NULL;
@@ -473,13 +478,35 @@ static dsq_status write_index(ctx *c, dsq_err *err) {
         text[len] = '\n';
         text[len + 1] = '\0';
     }
-    DSQ_TRY(dsq_write_file(c->out_dir, DSQ_INDEX_JSON, text, len + 1, err));
+    *out = text;
+    *out_len = len + 1;
+    text = NULL;
 cleanup:
     free(text);
     json_decref(meta);
     json_decref(wm);
     json_decref(root);
     return st;
+}
+
+static dsq_status write_index(ctx *c, dsq_err *err) {
+    char *text = NULL;
+    size_t len = 0;
+    dsq_status st = index_text(c, &text, &len, err);
+    if (st == DSQ_OK)
+        st = dsq_write_file(c->out_dir, DSQ_INDEX_JSON, text, len, err);
+    free(text);
+    return st;
+}
+
+/* A file of the dry run's plan: its note and, for --json, its record. */
+static void plan_file(const ctx *c, const char *name, const char *source, uint64_t bytes) {
+    if (c->o->plan == NULL)
+        return;
+    char *p = dsq_path_join(c->out_dir, name);
+    if (p != NULL)
+        c->o->plan(c->o->plan_user, p, source, bytes);
+    free(p);
 }
 
 /* ---- the other files of the checkpoint directory ---- */
@@ -562,9 +589,11 @@ static dsq_status copy_other_files(ctx *c, const char *src_dir, const char *dst_
         } else if (S_ISREG(sb.st_mode)) {
             if (top && ends_with(name, ".safetensors"))
                 say(c, DSQ_LOG_WARN, "%s is not in the index: copied as it is", name);
-            if (c->o->dry_run)
+            if (c->o->dry_run) {
                 say(c, DSQ_LOG_INFO, "copy %s (%" PRIu64 " bytes)", sp, (uint64_t)sb.st_size);
-            else
+                if (c->o->plan != NULL)
+                    c->o->plan(c->o->plan_user, dp, sp, (uint64_t)sb.st_size);
+            } else
                 DSQ_TRY(dsq_copy_file(sp, dst_dir, name, err));
             c->sum->files_copied++;
         }
@@ -683,14 +712,28 @@ dsq_status dsq_convert_fp8_bf16(const char *in_dir, const char *out_dir, const d
                 "write %s/%s: %zu tensors (%zu FP8 -> BF16, %zu copied), %" PRIu64 " bytes",
                 out_dir, sp->name, sp->n_jobs, conv, sp->n_jobs - conv,
                 dsq_st_writer_file_size(sp->w));
+            char *src = dsq_path_join(in_dir, sp->name);
+            plan_file(&c, sp->name, src, dsq_st_writer_file_size(sp->w));
+            free(src);
         }
         DSQ_TRY(copy_other_files(&c, in_dir, out_dir, 1, 0, err));
-        if (dsq_ckpt_is_sharded(c.ck))
+        if (dsq_ckpt_is_sharded(c.ck)) {
+            char *text = NULL;
+            size_t len = 0;
+            DSQ_TRY(index_text(&c, &text, &len, err));
+            free(text);
             say(&c, DSQ_LOG_INFO, "write %s/%s", out_dir, DSQ_INDEX_JSON);
-        if (c.config_out != NULL)
+            plan_file(&c, DSQ_INDEX_JSON, NULL, len);
+        }
+        if (c.config_out != NULL) {
             say(&c, DSQ_LOG_INFO,
                 "write %s/%s (without quantization_config, torch_dtype bfloat16)", out_dir,
                 CONFIG_JSON);
+            char *src = dsq_path_join(in_dir, CONFIG_JSON);
+            plan_file(&c, CONFIG_JSON, src, c.config_out_len);
+            free(src);
+        }
+        plan_file(&c, DSQ_MANIFEST_NAME, NULL, DSQ_FP8_SIZE_UNKNOWN);
         goto cleanup;
     }
 

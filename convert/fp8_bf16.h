@@ -31,6 +31,15 @@
 
 #define DSQ_MANIFEST_NAME "dsq-manifest.json"
 
+/* The size of a planned file that is known only once the run is done (the manifest). */
+#define DSQ_FP8_SIZE_UNKNOWN UINT64_MAX
+
+/* One file of the plan (--dry-run): the shards, the other files, the index, config.json and
+ * the manifest, each with its path under the output directory, what it is made from (the
+ * input shard or file; NULL for what dsq composes: the index, the manifest) and its size. */
+typedef void (*dsq_fp8_plan_fn)(void *user, const char *out_path, const char *source,
+                                uint64_t bytes);
+
 typedef struct dsq_fp8_opts {
     int threads;            /* compute threads; 0 = all cores */
     int resume;             /* skip shards the manifest shows complete and intact */
@@ -42,6 +51,8 @@ typedef struct dsq_fp8_opts {
     void *log_user;
     dsq_progress_fn progress;
     void *progress_user;
+    dsq_fp8_plan_fn plan;   /* with dry_run: each file that would be written; may be NULL */
+    void *plan_user;
 } dsq_fp8_opts;
 
 typedef struct dsq_fp8_summary {

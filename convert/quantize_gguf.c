@@ -19,14 +19,13 @@
 #include "convert/quantize_gguf.h"
 
 #include <ctype.h>
-#include <jansson.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "quantize/fp8.h"
-#include "model/json_edit.h"
+#include "model/model_desc.h"
 #include "gguf_export/imatrix.h"
 #include "gguf_export/gguf_arch.h"
 #include "gguf_export/gguf_rules.h"
@@ -79,7 +78,7 @@ typedef struct ctx {
     dsq_qz_model model;    /* what the type rules know about the model */
     dsq_imatrix *im;
     int n_splits;
-    json_t *cfg;
+    dsq_model_desc cfg; /* config.json */
     const dsq_qz_arch *arch;
     dsq_qz_hparams hp;
     const dsq_ftype_info *ft;
@@ -373,7 +372,7 @@ static dsq_status add_extra(ctx *c, dsq_err *err) {
     dsq_status st = DSQ_OK;
     if (c->arch->extra == NULL)
         return DSQ_OK;
-    DSQ_TRY(c->arch->extra(c->cfg, &c->hp, &c->extra, err));
+    DSQ_TRY(c->arch->extra(&c->cfg, &c->hp, &c->extra, err));
     if (c->extra.data == NULL)
         return DSQ_OK;
     DSQ_TRY(reserve_entry(c, err));
@@ -544,22 +543,19 @@ static dsq_status read_config(ctx *c, dsq_err *err) {
     dsq_status st = DSQ_OK;
     char *path = dsq_path_join(dsq_ckpt_dir(c->ck), "config.json"), *text = NULL;
     size_t len = 0;
-    json_error_t je;
     int found = 0;
     DSQ_CHECK(path != NULL, DSQ_NOMEM, err, "out of memory");
     DSQ_TRY(dsq_read_small_file(path, MAX_CONFIG, &text, &len, err));
-    c->cfg = json_loadb(text, len, 0, &je);
-    DSQ_CHECK(json_is_object(c->cfg), DSQ_FORMAT, err, "%s: line %d: %s", path, je.line,
-              c->cfg ? "not a JSON object" : je.text);
-    const char *an = json_string_value(json_array_get(json_object_get(c->cfg, "architectures"), 0));
+    DSQ_TRY(dsq_model_desc_parse(text, len, path, &c->cfg, err));
+    const char *an = c->cfg.architecture;
     c->arch = dsq_qz_arch_find(an);
     DSQ_CHECK(c->arch != NULL, DSQ_UNSUPPORTED, err,
               "%s: architecture '%s' is not supported (supported: %s)", path,
               an ? an : "(none)", dsq_qz_arch_names());
     c->hp.kvb_legacy = c->o->mla_legacy;
     c->hp.keep_mtp = c->o->keep_mtp;
-    DSQ_TRY(dsq_qz_hparams_read(c->arch, c->cfg, &c->hp, err));
-    DSQ_TRY(dsq_config_fp8_block(text, len, path, &c->bm, &c->bn, &found, err));
+    DSQ_TRY(dsq_qz_hparams_read(c->arch, &c->cfg, &c->hp, err));
+    DSQ_TRY(dsq_model_desc_fp8_block(&c->cfg, path, &c->bm, &c->bn, &found, err));
 cleanup:
     free(path);
     free(text);
@@ -746,9 +742,10 @@ static dsq_status add_meta(ctx *c, dsq_gguf_writer *w, const char *in, dsq_err *
         base_name(in, name, sizeof name);
         if (name[0] != '\0' && strcmp(name, ".") != 0)
             DSQ_TRY(dsq_gguf_writer_add_str(w, "general.name", name, strlen(name), err));
-        DSQ_TRY(c->arch->add_kv(w, c->cfg, &c->hp, err));
+        DSQ_TRY(c->arch->add_kv(w, &c->cfg, &c->hp, err));
         DSQ_TRY(
-            dsq_qz_add_vocab(w, dsq_ckpt_dir(c->ck), an, c->hp.n_vocab, c->o->tokenizer_pre, err));
+            dsq_qz_add_vocab(w, dsq_ckpt_dir(c->ck), an, c->hp.n_vocab, &c->cfg,
+                             c->o->tokenizer_pre, err));
     }
     /* Last, in this order: llama-quantize re-sets both keys on the converter's file, and
      * ggml moves a re-set key to the end, so the whole file matches llama-quantize's. */
@@ -1220,7 +1217,7 @@ cleanup:
     for (size_t i = 0; i < c.n_ov; i++)
         regfree(&c.ov[i].re);
     free(c.ov);
-    json_decref(c.cfg);
+    dsq_model_desc_free(&c.cfg);
     dsq_ckpt_close(c.ck);
     dsq_gguf_set_close(c.gset);
     dsq_imatrix_free(c.im);

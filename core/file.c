@@ -1,6 +1,7 @@
 /* core/file.c: mmap reading and temp-then-rename writing. */
 #include "core/file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -277,4 +278,105 @@ dsq_status dsq_mkdir(const char *path, dsq_err *err) {
     if (mkdir(path, 0777) == 0 || (errno == EEXIST && dsq_is_dir(path)))
         return DSQ_OK;
     return dsq_err_set(err, DSQ_IO, "%s: cannot create directory: %s", path, strerror(errno));
+}
+
+/* Pre-flight checks. Their messages start with the path exactly as the user
+ * typed it: the command line is what the user will look at to fix it. */
+
+/* A temporary of dsq_outfile: ".NAME.dsqtmp.XXXXXX". */
+static int is_dsq_temp(const char *name) {
+    return name[0] == '.' && strstr(name + 1, ".dsqtmp.") != NULL;
+}
+
+/* The directory that `path` (no trailing '/') would be created in, written
+ * into buf: "." for a bare name, "/" for "/x". */
+static void parent_of(const char *path, char *buf, size_t cap) {
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        snprintf(buf, cap, ".");
+    else if (slash == path)
+        snprintf(buf, cap, "/");
+    else
+        snprintf(buf, cap, "%.*s", (int)(slash - path), path);
+}
+
+/* `shown` is what messages name; `dir` must exist, be a directory and let
+ * this process create entries in it. */
+static dsq_status check_writable_dir(const char *shown, const char *dir, int is_parent,
+                                     dsq_err *err) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return is_parent ? dsq_err_set(err, DSQ_IO, "%s: no such directory '%s'", shown, dir)
+                             : dsq_err_set(err, DSQ_IO, "%s: no such directory", shown);
+        return dsq_err_set(err, DSQ_IO, "%s: %s", shown, strerror(errno));
+    }
+    if (!S_ISDIR(sb.st_mode))
+        return is_parent ? dsq_err_set(err, DSQ_IO, "%s: '%s' is not a directory", shown, dir)
+                         : dsq_err_set(err, DSQ_INVALID_ARG, "%s: not a directory", shown);
+    /* effective ids: what open(2) and rename(2) will be judged by */
+    if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0) {
+        if (errno == EACCES || errno == EPERM)
+            return dsq_err_set(err, DSQ_IO, "%s: permission denied", shown);
+        return dsq_err_set(err, DSQ_IO, "%s: %s", shown, strerror(errno));
+    }
+    return DSQ_OK;
+}
+
+dsq_status dsq_check_out_file(const char *path, dsq_err *err) {
+    struct stat sb;
+    const size_t n = strlen(path);
+    if (n == 0)
+        return dsq_err_set(err, DSQ_INVALID_ARG, "empty output path");
+    if (path[n - 1] == '/' || (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)))
+        return dsq_err_set(err, DSQ_INVALID_ARG, "%s: is a directory", path);
+    char *parent = malloc(n + 2);
+    if (parent == NULL)
+        return dsq_err_set(err, DSQ_NOMEM, "out of memory");
+    parent_of(path, parent, n + 2);
+    const dsq_status st = check_writable_dir(path, parent, 1, err);
+    free(parent);
+    return st;
+}
+
+/* 1 when dir holds an entry other than dsq's temporaries; -1 on error. */
+static int dir_has_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    int found = 0;
+    for (const struct dirent *e; !found && (e = readdir(d)) != NULL;)
+        found = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+                !is_dsq_temp(e->d_name);
+    closedir(d);
+    return found;
+}
+
+dsq_status dsq_check_out_dir(const char *path, int *non_empty, dsq_err *err) {
+    dsq_status st = DSQ_OK;
+    struct stat sb;
+    char *trimmed = NULL, *parent = NULL;
+    *non_empty = 0;
+    size_t n = strlen(path);
+    DSQ_CHECK(n > 0, DSQ_INVALID_ARG, err, "empty output directory");
+    if (stat(path, &sb) == 0) {
+        DSQ_TRY(check_writable_dir(path, path, 0, err));
+        const int has = dir_has_entries(path);
+        DSQ_CHECK(has >= 0, DSQ_IO, err, "%s: %s", path, strerror(errno));
+        *non_empty = has;
+        goto cleanup;
+    }
+    DSQ_CHECK(errno == ENOENT || errno == ENOTDIR, DSQ_IO, err, "%s: %s", path, strerror(errno));
+    /* absent: its parent must take a new directory ("out/" names "out") */
+    trimmed = strdup(path);
+    parent = malloc(n + 2);
+    DSQ_CHECK(trimmed != NULL && parent != NULL, DSQ_NOMEM, err, "out of memory");
+    while (n > 1 && trimmed[n - 1] == '/')
+        trimmed[--n] = '\0';
+    parent_of(trimmed, parent, n + 2);
+    DSQ_TRY(check_writable_dir(path, parent, 1, err));
+cleanup:
+    free(trimmed);
+    free(parent);
+    return st;
 }

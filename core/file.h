@@ -1,4 +1,5 @@
-/* core/file.h: reading files by mmap, writing them crash-safely.
+/* core/file.h: reading files by mmap, writing them crash-safely, checking
+ * output paths before any work (pre-flight).
  *
  * Reading: a whole file is mapped read-only; views into it stay valid until
  * dsq_map_close. Writing: a dsq_outfile writes to a hidden temporary name in
@@ -64,6 +65,15 @@ char *dsq_path_join(const char *dir, const char *name);
 dsq_status dsq_file_xxh64(const char *path, uint64_t *hash, uint64_t *size, dsq_err *err);
 
 int dsq_is_dir(const char *path);
+
+/* Output pre-flight, before any weight is read: the parent directory exists, is a directory and is
+ * writable, and `path` is not an existing directory. The message names the path as the user gave it
+ * ("PATH: no such directory 'DIR'", "PATH: is a directory", "PATH: permission denied").
+ * @return DSQ_OK, DSQ_IO or DSQ_INVALID_ARG */
+dsq_status dsq_check_out_file(const char *path, dsq_err *err);
+/* Output directory pre-flight: absent with an existing writable parent (it will be created), or an
+ * existing writable directory; *non_empty = 1 when it holds anything but dsq's own temporaries. */
+dsq_status dsq_check_out_dir(const char *path, int *non_empty, dsq_err *err);
 /* mkdir -p for one level: creates dir if missing; an existing directory is fine. */
 dsq_status dsq_mkdir(const char *path, dsq_err *err);
 

@@ -3,9 +3,11 @@
 
 #include <math.h>
 
+#include "core/le.h"
+
 static void bf16_row_c(const uint8_t *in, float *out, int64_t n) {
     for (int64_t i = 0; i < n; i++)
-        out[i] = dsq_bf16_to_f32((uint16_t)(in[2 * i] | in[2 * i + 1] << 8));
+        out[i] = dsq_bf16_to_f32(dsq_le_u16(in + 2 * i));
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -19,6 +19,7 @@
 
 #include "core/checked.h"
 #include "core/file.h"
+#include "core/le.h"
 
 /* The smallest encodings, used to bound counts before allocating for them:
  * a KV is key length (8) + a 1-byte key + type (4) + a 1-byte value;
@@ -45,16 +46,6 @@ size_t dsq_gguf_type_size(dsq_gguf_type t) {
     return (unsigned)t < DSQ_GGUF_TYPE_COUNT ? type_sizes[t] : 0;
 }
 
-/* Explicit little-endian decoding: the file's byte order, whatever the host's. */
-static uint16_t le16(const uint8_t *p) {
-    return (uint16_t)(p[0] | (unsigned)p[1] << 8);
-}
-static uint32_t le32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t le64(const uint8_t *p) {
-    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
 
 /* A key or name from the file, made safe to print in a one-line message: at most 48 bytes,
  * anything outside printable ASCII (and the quote) shown as '?'. */
@@ -253,7 +244,7 @@ static dsq_status take_u32(reader *r, uint32_t *v, const char *what) {
     const uint8_t *at = NULL;
     const dsq_status st = take(r, 4, &at, what);
     if (st == DSQ_OK)
-        *v = le32(at);
+        *v = dsq_le_u32(at);
     return st;
 }
 
@@ -261,7 +252,7 @@ static dsq_status take_u64(reader *r, uint64_t *v, const char *what) {
     const uint8_t *at = NULL;
     const dsq_status st = take(r, 8, &at, what);
     if (st == DSQ_OK)
-        *v = le64(at);
+        *v = dsq_le_u64(at);
     return st;
 }
 
@@ -404,7 +395,7 @@ static dsq_status check_alignment(reader *r, dsq_gguf *g) {
     if (e->val.type != DSQ_GGUF_UINT32)
         return fail(r, DSQ_FORMAT, e->off, "key 'general.alignment' has type %s, must be UINT32",
                     type_names[e->val.type]);
-    const uint32_t a = le32(e->val.data);
+    const uint32_t a = dsq_le_u32(e->val.data);
     if (a == 0 || (a & (a - 1)) != 0)
         return fail(r, DSQ_FORMAT, e->off,
                     "general.alignment = %" PRIu32 " is not a non-zero power of two", a);
@@ -588,7 +579,7 @@ static dsq_status parse_header(reader *r, dsq_gguf *g) {
     if (r->n < 4)
         return fail(r, DSQ_FORMAT, 0, "truncated: %zu bytes, too short for the GGUF magic",
                     r->n);
-    if (le32(r->p) != DSQ_GGUF_MAGIC)
+    if (dsq_le_u32(r->p) != DSQ_GGUF_MAGIC)
         return fail(r, DSQ_FORMAT, 0,
                     "bad magic %02x %02x %02x %02x: not a GGUF file (expected \"GGUF\")", r->p[0],
                     r->p[1], r->p[2], r->p[3]);
@@ -799,14 +790,14 @@ static double f64_of(uint64_t bits) {
 
 DSQ_GGUF_GETTER(dsq_gguf_val_u8, uint8_t, DSQ_GGUF_UINT8, v->data[0])
 DSQ_GGUF_GETTER(dsq_gguf_val_i8, int8_t, DSQ_GGUF_INT8, (int8_t)v->data[0])
-DSQ_GGUF_GETTER(dsq_gguf_val_u16, uint16_t, DSQ_GGUF_UINT16, le16(v->data))
-DSQ_GGUF_GETTER(dsq_gguf_val_i16, int16_t, DSQ_GGUF_INT16, (int16_t)le16(v->data))
-DSQ_GGUF_GETTER(dsq_gguf_val_u32, uint32_t, DSQ_GGUF_UINT32, le32(v->data))
-DSQ_GGUF_GETTER(dsq_gguf_val_i32, int32_t, DSQ_GGUF_INT32, (int32_t)le32(v->data))
-DSQ_GGUF_GETTER(dsq_gguf_val_u64, uint64_t, DSQ_GGUF_UINT64, le64(v->data))
-DSQ_GGUF_GETTER(dsq_gguf_val_i64, int64_t, DSQ_GGUF_INT64, (int64_t)le64(v->data))
-DSQ_GGUF_GETTER(dsq_gguf_val_f32, float, DSQ_GGUF_FLOAT32, f32_of(le32(v->data)))
-DSQ_GGUF_GETTER(dsq_gguf_val_f64, double, DSQ_GGUF_FLOAT64, f64_of(le64(v->data)))
+DSQ_GGUF_GETTER(dsq_gguf_val_u16, uint16_t, DSQ_GGUF_UINT16, dsq_le_u16(v->data))
+DSQ_GGUF_GETTER(dsq_gguf_val_i16, int16_t, DSQ_GGUF_INT16, (int16_t)dsq_le_u16(v->data))
+DSQ_GGUF_GETTER(dsq_gguf_val_u32, uint32_t, DSQ_GGUF_UINT32, dsq_le_u32(v->data))
+DSQ_GGUF_GETTER(dsq_gguf_val_i32, int32_t, DSQ_GGUF_INT32, (int32_t)dsq_le_u32(v->data))
+DSQ_GGUF_GETTER(dsq_gguf_val_u64, uint64_t, DSQ_GGUF_UINT64, dsq_le_u64(v->data))
+DSQ_GGUF_GETTER(dsq_gguf_val_i64, int64_t, DSQ_GGUF_INT64, (int64_t)dsq_le_u64(v->data))
+DSQ_GGUF_GETTER(dsq_gguf_val_f32, float, DSQ_GGUF_FLOAT32, f32_of(dsq_le_u32(v->data)))
+DSQ_GGUF_GETTER(dsq_gguf_val_f64, double, DSQ_GGUF_FLOAT64, f64_of(dsq_le_u64(v->data)))
 DSQ_GGUF_GETTER(dsq_gguf_val_bool, bool, DSQ_GGUF_BOOL, v->data[0] != 0)
 
 dsq_status dsq_gguf_val_str(const dsq_gguf_val *v, const char **s, size_t *len, dsq_err *err) {
@@ -824,16 +815,16 @@ dsq_status dsq_gguf_val_as_i64(const dsq_gguf_val *v, int64_t *out, dsq_err *err
         case DSQ_GGUF_UINT8: *out = d[0]; return DSQ_OK;
         case DSQ_GGUF_INT8: *out = (int8_t)d[0]; return DSQ_OK;
         case DSQ_GGUF_BOOL: *out = d[0] != 0; return DSQ_OK;
-        case DSQ_GGUF_UINT16: *out = le16(d); return DSQ_OK;
-        case DSQ_GGUF_INT16: *out = (int16_t)le16(d); return DSQ_OK;
-        case DSQ_GGUF_UINT32: *out = le32(d); return DSQ_OK;
-        case DSQ_GGUF_INT32: *out = (int32_t)le32(d); return DSQ_OK;
-        case DSQ_GGUF_INT64: *out = (int64_t)le64(d); return DSQ_OK;
+        case DSQ_GGUF_UINT16: *out = dsq_le_u16(d); return DSQ_OK;
+        case DSQ_GGUF_INT16: *out = (int16_t)dsq_le_u16(d); return DSQ_OK;
+        case DSQ_GGUF_UINT32: *out = dsq_le_u32(d); return DSQ_OK;
+        case DSQ_GGUF_INT32: *out = (int32_t)dsq_le_u32(d); return DSQ_OK;
+        case DSQ_GGUF_INT64: *out = (int64_t)dsq_le_u64(d); return DSQ_OK;
         case DSQ_GGUF_UINT64:
-            if (le64(d) > (uint64_t)INT64_MAX)
+            if (dsq_le_u64(d) > (uint64_t)INT64_MAX)
                 return dsq_err_set(err, DSQ_RANGE, "key '%s': UINT64 value %" PRIu64
-                                   " does not fit in int64", key_of(v).s, le64(d));
-            *out = (int64_t)le64(d);
+                                   " does not fit in int64", key_of(v).s, dsq_le_u64(d));
+            *out = (int64_t)dsq_le_u64(d);
             return DSQ_OK;
         case DSQ_GGUF_FLOAT32:
         case DSQ_GGUF_FLOAT64:
@@ -848,15 +839,15 @@ dsq_status dsq_gguf_val_as_i64(const dsq_gguf_val *v, int64_t *out, dsq_err *err
 
 dsq_status dsq_gguf_val_as_f64(const dsq_gguf_val *v, double *out, dsq_err *err) {
     if (v->type == DSQ_GGUF_FLOAT32) {
-        *out = f32_of(le32(v->data));
+        *out = f32_of(dsq_le_u32(v->data));
         return DSQ_OK;
     }
     if (v->type == DSQ_GGUF_FLOAT64) {
-        *out = f64_of(le64(v->data));
+        *out = f64_of(dsq_le_u64(v->data));
         return DSQ_OK;
     }
     if (v->type == DSQ_GGUF_UINT64) {
-        *out = (double)le64(v->data);
+        *out = (double)dsq_le_u64(v->data);
         return DSQ_OK;
     }
     int64_t i;
@@ -883,7 +874,7 @@ dsq_status dsq_gguf_val_at(const dsq_gguf_val *arr, uint64_t i, dsq_gguf_val *ou
     out->n = 1;
     switch (arr->elem_type) {
         case DSQ_GGUF_STRING:
-            out->n = le64(nd->elems[i]);
+            out->n = dsq_le_u64(nd->elems[i]);
             out->data = nd->elems[i] + 8;
             break;
         case DSQ_GGUF_ARRAY: node_view(&nd->kids[i], arr->key, out); break;

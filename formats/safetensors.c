@@ -9,6 +9,7 @@
 
 #include "core/checked.h"
 #include "core/file.h"
+#include "core/le.h"
 #include "core/json_prescan.h"
 
 struct dsq_st {
@@ -25,13 +26,6 @@ struct dsq_st {
     char **meta;            /* [2 * n_meta] key, value */
     char *arena;            /* every name and metadata string */
 };
-
-static uint64_t rd_u64le(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 /* A JSON integer that must be a non-negative offset or dimension. */
 static int json_u64(const json_t *j, uint64_t *out) {
@@ -98,7 +92,7 @@ dsq_status dsq_st_parse(dsq_st **out, const uint8_t *p, size_t n, const char *la
 
     DSQ_CHECK(n >= 8, DSQ_FORMAT, err, "%s: file is %zu bytes, too short for a safetensors header",
               label, n);
-    const uint64_t hlen = rd_u64le(p);
+    const uint64_t hlen = dsq_le_u64(p);
     DSQ_CHECK(hlen <= DSQ_ST_MAX_HEADER, DSQ_FORMAT, err,
               "%s: header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes", label, hlen,
               DSQ_ST_MAX_HEADER);

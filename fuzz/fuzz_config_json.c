@@ -5,14 +5,15 @@
  * parse as JSON, must no longer have the removed key, must have the set key
  * with the set value, and must keep every other top-level member equal to
  * the input's. Three edits are tried per input: remove and set (what the
- * converter does), remove only, set only. dsq_config_fp8_block must reject or
- * return a block size in range. See fuzz_safetensors.c for the two builds. */
+ * converter does), remove only, set only. dsq_config_fp8_block (model/model_desc.h,
+ * the config.json reader) must reject or return a block size in range. See fuzz_safetensors.c for the two builds. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/json_edit.h"
+#include "model/model_desc.h"
 
 int dsq_fuzz_config_json(const uint8_t *data, size_t size);
 

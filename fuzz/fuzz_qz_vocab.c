@@ -65,7 +65,7 @@ int dsq_fuzz_qz_vocab(const uint8_t *data, size_t size) {
     dsq_err err = {0};
     if (dsq_gguf_writer_init(&w, &err) != DSQ_OK)
         abort();
-    if (dsq_qz_add_vocab(w, dir, arch, n_vocab, NULL, &err) != DSQ_OK &&
+    if (dsq_qz_add_vocab(w, dir, arch, n_vocab, NULL, NULL, &err) != DSQ_OK &&
         (err.code == DSQ_OK || err.text[0] == '\0'))
         abort(); /* every failure says why */
     dsq_gguf_writer_free(w);

@@ -14,36 +14,37 @@
  * llama-quantize does. */
 #include "gguf_export/gguf_arch.h"
 
-#include <jansson.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "model/tensor_names.h"
 
 /* ============================================================================================
  * config.json access
  * ========================================================================================== */
 
 /* A number member (integer or real); 0 when absent or null, -1 when of another type. */
-static int cfg_num(const json_t *cfg, const char *key, double *out) {
-    const json_t *v = json_object_get(cfg, key);
-    if (v == NULL || json_is_null(v))
+static int cfg_num(const dsq_cfg_val *v, double *out) {
+    if (dsq_cfg_none(v))
         return 0;
-    if (!json_is_number(v))
+    if (!dsq_cfg_is_num(v))
         return -1;
-    *out = json_number_value(v);
+    *out = v->num;
     return 1;
 }
 
-static dsq_status cfg_int(const json_t *cfg, const char *key, int required, int64_t *out,
-                          dsq_err *err) {
+static dsq_status cfg_int(const dsq_cfg_val *v, int required, int64_t *out, dsq_err *err) {
     double d = 0;
-    const int r = cfg_num(cfg, key, &d);
+    const int r = cfg_num(v, &d);
     *out = 0;
     if (r == 0 && !required)
         return DSQ_OK;
     if (r <= 0 || d < 0 || d > 2147483647.0 || d != floor(d))
         return dsq_err_set(err, DSQ_FORMAT,
-                           "config.json: '%s' is %s, expected a non-negative integer", key,
+                           "config.json: '%s' is %s, expected a non-negative integer", v->key,
                            r == 0 ? "missing" : "not a non-negative integer");
     *out = (int64_t)d;
     return DSQ_OK;
@@ -70,20 +71,27 @@ static dsq_status kv_f32(dsq_gguf_writer *w, const char *arch, const char *suffi
     return dsq_gguf_writer_add_f32(w, key, (float)v, err);
 }
 
-/* Optional config members copied as they are: (GGUF suffix, config key, float?). */
+/* Optional config members copied as they are: (GGUF suffix, config member, float?). */
 typedef struct kv_copy {
     const char *suffix;
-    const char *cfg;
+    size_t member; /* M(name): offset of the member in dsq_model_desc */
     int is_f32;
 } kv_copy;
 
-static dsq_status copy_kvs(dsq_gguf_writer *w, const char *arch, const json_t *cfg,
+#define M(name) offsetof(dsq_model_desc, name)
+
+static const dsq_cfg_val *member_at(const dsq_model_desc *cfg, size_t off) {
+    return (const dsq_cfg_val *)(const void *)((const char *)cfg + off);
+}
+
+static dsq_status copy_kvs(dsq_gguf_writer *w, const char *arch, const dsq_model_desc *cfg,
                            const kv_copy *rows, size_t n, dsq_err *err) {
     for (size_t i = 0; i < n; i++) {
         double d;
-        const int r = cfg_num(cfg, rows[i].cfg, &d);
+        const dsq_cfg_val *v = member_at(cfg, rows[i].member);
+        const int r = cfg_num(v, &d);
         if (r < 0)
-            return dsq_err_set(err, DSQ_FORMAT, "config.json: '%s' is not a number", rows[i].cfg);
+            return dsq_err_set(err, DSQ_FORMAT, "config.json: '%s' is not a number", v->key);
         if (r == 0)
             continue;
         if (rows[i].is_f32) {
@@ -92,7 +100,7 @@ static dsq_status copy_kvs(dsq_gguf_writer *w, const char *arch, const json_t *c
             if (d < 0 || d > 4294967295.0 || d != floor(d))
                 return dsq_err_set(err, DSQ_FORMAT,
                                    "config.json: '%s' is not a non-negative integer",
-                                   rows[i].cfg);
+                                   v->key);
             TRY(kv_u32(w, arch, rows[i].suffix, (int64_t)d, err));
         }
     }
@@ -102,41 +110,42 @@ static dsq_status copy_kvs(dsq_gguf_writer *w, const char *arch, const json_t *c
 /* Model.set_gguf_parameters (the base class), in its order. head_count_kv is written by the
  * caller because deepseek2's new MLA layout overrides it. */
 static const kv_copy base_kv_head[] = {
-    {"context_length", "max_position_embeddings", 0},
-    {"embedding_length", "hidden_size", 0},
-    {"feed_forward_length", "intermediate_size", 0},
-    {"attention.head_count", "num_attention_heads", 0},
+    {"context_length", M(max_position_embeddings), 0},
+    {"embedding_length", M(hidden_size), 0},
+    {"feed_forward_length", M(intermediate_size), 0},
+    {"attention.head_count", M(num_attention_heads), 0},
 };
 static const kv_copy base_kv_tail[] = {
-    {"rope.freq_base", "rope_theta", 1},
-    {"attention.layer_norm_rms_epsilon", "rms_norm_eps", 1},
-    {"expert_used_count", "num_experts_per_tok", 0},
-    {"attention.key_length", "head_dim", 0},
-    {"attention.value_length", "head_dim", 0},
+    {"rope.freq_base", M(rope_theta), 1},
+    {"attention.layer_norm_rms_epsilon", M(rms_norm_eps), 1},
+    {"expert_used_count", M(num_experts_per_tok), 0},
+    {"attention.key_length", M(head_dim), 0},
+    {"attention.value_length", M(head_dim), 0},
 };
 
-static dsq_status base_kv(dsq_gguf_writer *w, const char *arch, const json_t *cfg,
+static dsq_status base_kv(dsq_gguf_writer *w, const char *arch, const dsq_model_desc *cfg,
                           const dsq_qz_hparams *hp, int64_t head_kv_override, dsq_err *err) {
     TRY(kv_u32(w, arch, "block_count", dsq_qz_n_blocks(hp), err));
     TRY(copy_kvs(w, arch, cfg, base_kv_head, sizeof base_kv_head / sizeof base_kv_head[0], err));
     if (head_kv_override > 0)
         TRY(kv_u32(w, arch, "attention.head_count_kv", head_kv_override, err));
     else {
-        static const kv_copy kv = {"attention.head_count_kv", "num_key_value_heads", 0};
+        static const kv_copy kv = {"attention.head_count_kv", M(num_key_value_heads), 0};
         TRY(copy_kvs(w, arch, cfg, &kv, 1, err));
     }
     return copy_kvs(w, arch, cfg, base_kv_tail, sizeof base_kv_tail / sizeof base_kv_tail[0],
                     err);
 }
 
-static const json_t *rope_scaling(const json_t *cfg) {
-    const json_t *rs = json_object_get(cfg, "rope_scaling");
-    return json_is_object(rs) ? rs : NULL;
+static int has_rope_scaling(const dsq_model_desc *cfg) {
+    return cfg->rope_scaling.kind == DSQ_CFG_OBJECT;
 }
 
-static const char *rope_scaling_type(const json_t *rs) {
-    const char *t = json_string_value(json_object_get(rs, "type"));
-    return t ? t : json_string_value(json_object_get(rs, "rope_type"));
+/* The converter's reading: "type", else "rope_type" (the forward pass prefers rope_type) */
+static const char *rope_scaling_type(const dsq_model_desc *cfg) {
+    if (cfg->rs.type.kind == DSQ_CFG_STRING)
+        return cfg->rs.type.str;
+    return cfg->rs.rope_type.kind == DSQ_CFG_STRING ? cfg->rs.rope_type.str : NULL;
 }
 
 /* ============================================================================================
@@ -144,44 +153,33 @@ static const char *rope_scaling_type(const json_t *rs) {
  * ========================================================================================== */
 
 static const dsq_qz_trow llama_rows[] = {
-    {"token_embd.weight", "model.embed_tokens.weight", 0, DSQ_QZ_SRC_PLAIN},
-    {"output_norm.weight", "model.norm.weight", 0, DSQ_QZ_SRC_PLAIN},
-    {"output.weight", "lm_head.weight", DSQ_QZ_W_OPTIONAL, DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PERMUTE_Q},
-    {"blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PERMUTE_K},
-    {"blk.%d.attn_v.weight", "model.layers.%d.self_attn.v_proj.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_output.weight", "model.layers.%d.self_attn.o_proj.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight",
-     DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_gate.weight", "model.layers.%d.mlp.gate_proj.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_up.weight", "model.layers.%d.mlp.up_proj.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_down.weight", "model.layers.%d.mlp.down_proj.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_TOKEN_EMBD, 0, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_OUTPUT_NORM, 0, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_OUTPUT, DSQ_QZ_W_OPTIONAL, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_NORM, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_Q, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PERMUTE_Q},
+    {DSQ_TN_ATTN_K, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PERMUTE_K},
+    {DSQ_TN_ATTN_V, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_OUT, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_NORM, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_GATE, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_UP, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_DOWN, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
 };
 
-static dsq_status llama_kv(dsq_gguf_writer *w, const void *cfgp, const dsq_qz_hparams *hp,
-                           dsq_err *err) {
-    const json_t *cfg = cfgp;
+static dsq_status llama_kv(dsq_gguf_writer *w, const dsq_model_desc *cfg,
+                           const dsq_qz_hparams *hp, dsq_err *err) {
     const char *a = "llama";
     TRY(base_kv(w, a, cfg, hp, 0, err));
     TRY(kv_u32(w, a, "vocab_size", hp->n_vocab, err));
     int64_t head_dim = 0;
-    TRY(cfg_int(cfg, "head_dim", 0, &head_dim, err));
+    TRY(cfg_int(&cfg->head_dim, 0, &head_dim, err));
     TRY(kv_u32(w, a, "rope.dimension_count", head_dim ? head_dim : hp->n_embd / hp->n_head, err));
-    const json_t *rs = rope_scaling(cfg);
-    if (rs != NULL) {
-        const char *t = rope_scaling_type(rs);
+    if (has_rope_scaling(cfg)) {
+        const char *t = rope_scaling_type(cfg);
         double factor = 0;
         /* llama3 scaling is no key: it is the rope_freqs.weight tensor (llama_extra) */
-        if (t != NULL && strcmp(t, "linear") == 0 && cfg_num(rs, "factor", &factor) == 1) {
+        if (t != NULL && strcmp(t, "linear") == 0 && cfg_num(&cfg->rs.factor, &factor) == 1) {
             TRY(dsq_gguf_writer_add_str(w, "llama.rope.scaling.type", "linear", 6, err));
             TRY(kv_f32(w, a, "rope.scaling.factor", factor, err));
         }
@@ -222,30 +220,29 @@ void dsq_qz_llama3_rope_factors(const dsq_qz_llama3_rope *p, float *out) {
  * transformers and later converters read it from rope_scaling, and so does dsq (the top
  * level only when rope_scaling lacks it), so that the file means what the model means.
  * For every Llama 3.1/3.2/3.3 config (8192 in rope_scaling) the two agree. */
-static dsq_status llama_extra(const void *cfgp, const dsq_qz_hparams *hp, dsq_qz_extra *out,
-                              dsq_err *err) {
-    const json_t *cfg = cfgp;
+static dsq_status llama_extra(const dsq_model_desc *cfg, const dsq_qz_hparams *hp,
+                              dsq_qz_extra *out, dsq_err *err) {
     memset(out, 0, sizeof *out);
-    const json_t *rs = rope_scaling(cfg);
-    const char *t = rs ? rope_scaling_type(rs) : NULL;
+    const char *t = has_rope_scaling(cfg) ? rope_scaling_type(cfg) : NULL;
     if (t == NULL || strcmp(t, "llama3") != 0)
         return DSQ_OK;
     dsq_qz_llama3_rope p = {10000.0, 0, 8.0, 1.0, 4.0, 8192.0};
     int64_t head_dim = 0;
-    TRY(cfg_int(cfg, "head_dim", 0, &head_dim, err));
+    TRY(cfg_int(&cfg->head_dim, 0, &head_dim, err));
     p.dim = head_dim ? head_dim : hp->n_embd / hp->n_head;
-    static const char *const keys[] = {"factor", "low_freq_factor", "high_freq_factor",
-                                       "original_max_position_embeddings"};
+    const dsq_cfg_val *const keys[] = {&cfg->rs.factor, &cfg->rs.low_freq_factor,
+                                       &cfg->rs.high_freq_factor,
+                                       &cfg->rs.original_max_position_embeddings};
     double *const vals[] = {&p.factor, &p.low_freq_factor, &p.high_freq_factor, &p.orig_ctx};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
-        int r = cfg_num(rs, keys[k], vals[k]);
+        int r = cfg_num(keys[k], vals[k]);
         if (r == 0 && k == 3)
-            r = cfg_num(cfg, keys[k], vals[k]);
+            r = cfg_num(&cfg->original_max_position_embeddings, vals[k]);
         if (r < 0 || !isfinite(*vals[k]))
             return dsq_err_set(err, DSQ_FORMAT, "config.json: rope_scaling.%s is not a number",
-                               keys[k]);
+                               keys[k]->key);
     }
-    if (cfg_num(cfg, "rope_theta", &p.theta) < 0 || !(p.theta > 1.0) || !isfinite(p.theta))
+    if (cfg_num(&cfg->rope_theta, &p.theta) < 0 || !(p.theta > 1.0) || !isfinite(p.theta))
         return dsq_err_set(err, DSQ_FORMAT, "config.json: rope_theta must be a number > 1");
     /* the converter asserts only that the bands differ; dsq's forward pass (and HF's
      * validation, as a warning) want them in order, so a file both can run is made */
@@ -267,8 +264,8 @@ static dsq_status llama_extra(const void *cfgp, const dsq_qz_hparams *hp, dsq_qz
     return DSQ_OK;
 }
 
-static dsq_status llama_hparams(const json_t *cfg, dsq_qz_hparams *hp, dsq_err *err) {
-    TRY(cfg_int(cfg, "num_key_value_heads", 0, &hp->n_head_kv, err));
+static dsq_status llama_hparams(const dsq_model_desc *cfg, dsq_qz_hparams *hp, dsq_err *err) {
+    TRY(cfg_int(&cfg->num_key_value_heads, 0, &hp->n_head_kv, err));
     if (hp->n_head_kv == 0)
         hp->n_head_kv = hp->n_head;
     if (hp->n_head == 0 || hp->n_head_kv == 0)
@@ -280,89 +277,61 @@ static dsq_status llama_hparams(const json_t *cfg, dsq_qz_hparams *hp, dsq_err *
  * deepseek2 (DeepseekV2Model; DeepSeek-V2/V2.5/V3/R1)
  * ========================================================================================== */
 
-#define DS_L "model.layers.%d."
 static const dsq_qz_trow ds2_rows[] = {
-    {"token_embd.weight", "model.embed_tokens.weight", 0, DSQ_QZ_SRC_PLAIN},
-    {"output_norm.weight", "model.norm.weight", 0, DSQ_QZ_SRC_PLAIN},
-    {"output.weight", "lm_head.weight", 0, DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_norm.weight", DS_L "input_layernorm.weight", DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_q_a_norm.weight", DS_L "self_attn.q_a_layernorm.weight",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_QLORA, DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_kv_a_norm.weight", DS_L "self_attn.kv_a_layernorm.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_q_a.weight", DS_L "self_attn.q_a_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_QLORA,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_q_b.weight", DS_L "self_attn.q_b_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_QLORA,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_q.weight", DS_L "self_attn.q_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_NO_QLORA,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_kv_a_mqa.weight", DS_L "self_attn.kv_a_proj_with_mqa.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_kv_b.weight", DS_L "self_attn.kv_b_proj.weight",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_KVB_OLD, DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.attn_k_b.weight", DS_L "self_attn.kv_b_proj.weight",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_KVB_NEW, DSQ_QZ_SRC_K_B},
-    {"blk.%d.attn_v_b.weight", DS_L "self_attn.kv_b_proj.weight",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_KVB_NEW, DSQ_QZ_SRC_V_B},
-    {"blk.%d.attn_output.weight", DS_L "self_attn.o_proj.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_norm.weight", DS_L "post_attention_layernorm.weight", DSQ_QZ_W_LAYER,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_gate.weight", DS_L "mlp.gate_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_DENSE,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_up.weight", DS_L "mlp.up_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_DENSE,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_down.weight", DS_L "mlp.down_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_DENSE,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_gate_inp.weight", DS_L "mlp.gate.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.exp_probs_b.bias", DS_L "mlp.gate.e_score_correction_bias",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE | DSQ_QZ_W_OPTIONAL, DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_gate_exps.weight", DS_L "mlp.experts.%d.gate_proj.weight",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_EXPERTS},
-    {"blk.%d.ffn_up_exps.weight", DS_L "mlp.experts.%d.up_proj.weight",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_EXPERTS},
-    {"blk.%d.ffn_down_exps.weight", DS_L "mlp.experts.%d.down_proj.weight",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_EXPERTS},
-    {"blk.%d.ffn_gate_shexp.weight", DS_L "mlp.shared_experts.gate_proj.weight",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_up_shexp.weight", DS_L "mlp.shared_experts.up_proj.weight",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.ffn_down_shexp.weight", DS_L "mlp.shared_experts.down_proj.weight",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_TOKEN_EMBD, 0, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_OUTPUT_NORM, 0, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_OUTPUT, 0, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_NORM, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_Q_A_NORM, DSQ_QZ_W_LAYER | DSQ_QZ_W_QLORA, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_KV_A_NORM, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_Q_A, DSQ_QZ_W_LAYER | DSQ_QZ_W_QLORA, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_Q_B, DSQ_QZ_W_LAYER | DSQ_QZ_W_QLORA, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_Q, DSQ_QZ_W_LAYER | DSQ_QZ_W_NO_QLORA, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_KV_A_MQA, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_KV_B, DSQ_QZ_W_LAYER | DSQ_QZ_W_KVB_OLD, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_ATTN_K_B, DSQ_QZ_W_LAYER | DSQ_QZ_W_KVB_NEW, DSQ_QZ_SRC_K_B},
+    {DSQ_TN_ATTN_V_B, DSQ_QZ_W_LAYER | DSQ_QZ_W_KVB_NEW, DSQ_QZ_SRC_V_B},
+    {DSQ_TN_ATTN_OUT, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_NORM, DSQ_QZ_W_LAYER, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_GATE, DSQ_QZ_W_LAYER | DSQ_QZ_W_DENSE, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_UP, DSQ_QZ_W_LAYER | DSQ_QZ_W_DENSE, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_DOWN, DSQ_QZ_W_LAYER | DSQ_QZ_W_DENSE, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_GATE_INP, DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_EXP_PROBS_B, DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE | DSQ_QZ_W_OPTIONAL, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_GATE_EXPS, DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_EXPERTS},
+    {DSQ_TN_FFN_UP_EXPS, DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_EXPERTS},
+    {DSQ_TN_FFN_DOWN_EXPS, DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_EXPERTS},
+    {DSQ_TN_FFN_GATE_SHEXP, DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_UP_SHEXP, DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_FFN_DOWN_SHEXP, DSQ_QZ_W_LAYER | DSQ_QZ_W_MOE, DSQ_QZ_SRC_PLAIN},
     /* The MTP layer's own tensors, beside its usual attention/MoE ones. gguf-py maps them
      * for any architecture that lists MODEL_TENSOR.NEXTN_*; llama.cpp's loaders create
      * embed_tokens and shared_head_head with TENSOR_NOT_REQUIRED (the head may share the
      * main model's), so a checkpoint without them is fine here too. */
-    {"blk.%d.nextn.eh_proj.weight", DS_L "eh_proj.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.nextn.enorm.weight", DS_L "enorm.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.nextn.hnorm.weight", DS_L "hnorm.weight", DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN,
-     DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.nextn.shared_head_norm.weight", DS_L "shared_head.norm.weight",
-     DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN, DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.nextn.embed_tokens.weight", DS_L "embed_tokens.weight",
+    {DSQ_TN_NEXTN_EH_PROJ, DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_NEXTN_ENORM, DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_NEXTN_HNORM, DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_NEXTN_SHARED_HEAD_NORM, DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN, DSQ_QZ_SRC_PLAIN},
+    {DSQ_TN_NEXTN_EMBED_TOKENS,
      DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN | DSQ_QZ_W_OPTIONAL, DSQ_QZ_SRC_PLAIN},
-    {"blk.%d.nextn.shared_head_head.weight", DS_L "shared_head.head.weight",
+    {DSQ_TN_NEXTN_SHARED_HEAD_HEAD,
      DSQ_QZ_W_LAYER | DSQ_QZ_W_NEXTN | DSQ_QZ_W_OPTIONAL, DSQ_QZ_SRC_PLAIN},
 };
 
 static const kv_copy ds2_kv_moe[] = {
-    {"expert_feed_forward_length", "moe_intermediate_size", 0},
-    {"expert_count", "n_routed_experts", 0},
-    {"expert_shared_count", "n_shared_experts", 0},
-    {"expert_weights_scale", "routed_scaling_factor", 1},
+    {"expert_feed_forward_length", M(moe_intermediate_size), 0},
+    {"expert_count", M(n_routed_experts), 0},
+    {"expert_shared_count", M(n_shared_experts), 0},
+    {"expert_weights_scale", M(routed_scaling_factor), 1},
 };
 /* Written by newer converters only; the Feb-2025 loader ignores them (specs §3.3). */
 static const kv_copy ds2_kv_groups[] = {
-    {"expert_group_count", "n_group", 0},
-    {"expert_group_used_count", "topk_group", 0},
+    {"expert_group_count", M(n_group), 0},
+    {"expert_group_used_count", M(topk_group), 0},
 };
 
-static dsq_status ds2_kv(dsq_gguf_writer *w, const void *cfgp, const dsq_qz_hparams *hp,
-                         dsq_err *err) {
-    const json_t *cfg = cfgp;
+static dsq_status ds2_kv(dsq_gguf_writer *w, const dsq_model_desc *cfg,
+                         const dsq_qz_hparams *hp, dsq_err *err) {
     const char *a = "deepseek2";
     /* New layout: "MLA converts into MQA", num_key_value_heads = 1. */
     TRY(base_kv(w, a, cfg, hp, hp->kvb_legacy ? 0 : 1, err));
@@ -381,11 +350,11 @@ static dsq_status ds2_kv(dsq_gguf_writer *w, const void *cfgp, const dsq_qz_hpar
         TRY(kv_u32(w, a, "attention.value_length_mla", hp->v_head_dim, err));
     }
     TRY(copy_kvs(w, a, cfg, ds2_kv_moe, sizeof ds2_kv_moe / sizeof ds2_kv_moe[0], err));
-    const json_t *norm = json_object_get(cfg, "norm_topk_prob");
-    if (json_is_boolean(norm))
-        TRY(dsq_gguf_writer_add_bool(w, "deepseek2.expert_weights_norm", json_is_true(norm), err));
+    if (dsq_cfg_is_bool(&cfg->norm_topk_prob))
+        TRY(dsq_gguf_writer_add_bool(w, "deepseek2.expert_weights_norm",
+                                     cfg->norm_topk_prob.kind == DSQ_CFG_TRUE, err));
     TRY(copy_kvs(w, a, cfg, ds2_kv_groups, sizeof ds2_kv_groups / sizeof ds2_kv_groups[0], err));
-    const char *sf = json_string_value(json_object_get(cfg, "scoring_func"));
+    const char *sf = cfg->scoring_func.kind == DSQ_CFG_STRING ? cfg->scoring_func.str : NULL;
     if (sf == NULL)
         sf = "softmax";
     if (strcmp(sf, "sigmoid") != 0 && strcmp(sf, "softmax") != 0)
@@ -394,16 +363,15 @@ static dsq_status ds2_kv(dsq_gguf_writer *w, const void *cfgp, const dsq_qz_hpar
     /* ExpertGatingFuncType: SOFTMAX 1, SIGMOID 2 */
     TRY(kv_u32(w, a, "expert_gating_func", strcmp(sf, "sigmoid") == 0 ? 2 : 1, err));
     TRY(kv_u32(w, a, "rope.dimension_count", hp->qk_rope, err));
-    const json_t *rs = rope_scaling(cfg);
     double factor = 0, orig = 0, mscale_all = 0;
-    if (rs != NULL && cfg_num(rs, "factor", &factor) == 1) {
-        const char *t = rope_scaling_type(rs);
+    if (has_rope_scaling(cfg) && cfg_num(&cfg->rs.factor, &factor) == 1) {
+        const char *t = rope_scaling_type(cfg);
         if (t != NULL && strcmp(t, "yarn") == 0) {
-            if (cfg_num(rs, "original_max_position_embeddings", &orig) != 1 || orig < 0)
+            if (cfg_num(&cfg->rs.original_max_position_embeddings, &orig) != 1 || orig < 0)
                 return dsq_err_set(err, DSQ_FORMAT,
                                    "config.json: rope_scaling.original_max_position_embeddings "
                                    "missing");
-            if (cfg_num(rs, "mscale_all_dim", &mscale_all) < 0)
+            if (cfg_num(&cfg->rs.mscale_all_dim, &mscale_all) < 0)
                 return dsq_err_set(err, DSQ_FORMAT,
                                    "config.json: rope_scaling.mscale_all_dim is not a number");
             TRY(dsq_gguf_writer_add_str(w, "deepseek2.rope.scaling.type", "yarn", 4, err));
@@ -418,19 +386,19 @@ static dsq_status ds2_kv(dsq_gguf_writer *w, const void *cfgp, const dsq_qz_hpar
     return DSQ_OK;
 }
 
-static dsq_status ds2_hparams(const json_t *cfg, dsq_qz_hparams *hp, dsq_err *err) {
-    TRY(cfg_int(cfg, "num_key_value_heads", 0, &hp->n_head_kv, err));
-    TRY(cfg_int(cfg, "first_k_dense_replace", 1, &hp->n_dense_lead, err));
-    TRY(cfg_int(cfg, "q_lora_rank", 0, &hp->q_lora_rank, err));
-    TRY(cfg_int(cfg, "kv_lora_rank", 1, &hp->kv_lora_rank, err));
-    TRY(cfg_int(cfg, "qk_nope_head_dim", 1, &hp->qk_nope, err));
-    TRY(cfg_int(cfg, "qk_rope_head_dim", 1, &hp->qk_rope, err));
-    TRY(cfg_int(cfg, "v_head_dim", 1, &hp->v_head_dim, err));
-    TRY(cfg_int(cfg, "n_routed_experts", 1, &hp->n_expert, err));
-    TRY(cfg_int(cfg, "num_experts_per_tok", 1, &hp->n_expert_used, err));
+static dsq_status ds2_hparams(const dsq_model_desc *cfg, dsq_qz_hparams *hp, dsq_err *err) {
+    TRY(cfg_int(&cfg->num_key_value_heads, 0, &hp->n_head_kv, err));
+    TRY(cfg_int(&cfg->first_k_dense_replace, 1, &hp->n_dense_lead, err));
+    TRY(cfg_int(&cfg->q_lora_rank, 0, &hp->q_lora_rank, err));
+    TRY(cfg_int(&cfg->kv_lora_rank, 1, &hp->kv_lora_rank, err));
+    TRY(cfg_int(&cfg->qk_nope_head_dim, 1, &hp->qk_nope, err));
+    TRY(cfg_int(&cfg->qk_rope_head_dim, 1, &hp->qk_rope, err));
+    TRY(cfg_int(&cfg->v_head_dim, 1, &hp->v_head_dim, err));
+    TRY(cfg_int(&cfg->n_routed_experts, 1, &hp->n_expert, err));
+    TRY(cfg_int(&cfg->num_experts_per_tok, 1, &hp->n_expert_used, err));
     /* read only when asked for, so that without --keep-mtp nothing changes for any config */
     if (hp->keep_mtp)
-        TRY(cfg_int(cfg, "num_nextn_predict_layers", 0, &hp->n_mtp, err));
+        TRY(cfg_int(&cfg->num_nextn_predict_layers, 0, &hp->n_mtp, err));
     if (hp->n_head == 0 || hp->kv_lora_rank == 0 || hp->n_expert == 0)
         return dsq_err_set(err, DSQ_FORMAT,
                            "config.json: num_attention_heads, kv_lora_rank and "
@@ -446,7 +414,7 @@ static dsq_status ds2_hparams(const json_t *cfg, dsq_qz_hparams *hp, dsq_err *er
 
 static const struct {
     dsq_qz_arch a;
-    dsq_status (*hparams)(const json_t *cfg, dsq_qz_hparams *hp, dsq_err *err);
+    dsq_status (*hparams)(const dsq_model_desc *cfg, dsq_qz_hparams *hp, dsq_err *err);
 } archs[] = {
     {{"LlamaForCausalLM", "llama", llama_rows, (int)(sizeof llama_rows / sizeof llama_rows[0]),
       llama_kv, 0, llama_extra},
@@ -467,17 +435,16 @@ const char *dsq_qz_arch_names(void) {
     return "LlamaForCausalLM, DeepseekV3ForCausalLM";
 }
 
-dsq_status dsq_qz_hparams_read(const dsq_qz_arch *a, const void *cfgp, dsq_qz_hparams *hp,
-                               dsq_err *err) {
-    const json_t *cfg = cfgp;
+dsq_status dsq_qz_hparams_read(const dsq_qz_arch *a, const dsq_model_desc *cfg,
+                               dsq_qz_hparams *hp, dsq_err *err) {
     const int legacy = hp->kvb_legacy, keep_mtp = hp->keep_mtp;
     memset(hp, 0, sizeof *hp);
     hp->kvb_legacy = legacy;
     hp->keep_mtp = keep_mtp && a->drops_extra_layers;
-    TRY(cfg_int(cfg, "num_hidden_layers", 1, &hp->n_layer, err));
-    TRY(cfg_int(cfg, "hidden_size", 1, &hp->n_embd, err));
-    TRY(cfg_int(cfg, "num_attention_heads", 1, &hp->n_head, err));
-    TRY(cfg_int(cfg, "vocab_size", 1, &hp->n_vocab, err));
+    TRY(cfg_int(&cfg->num_hidden_layers, 1, &hp->n_layer, err));
+    TRY(cfg_int(&cfg->hidden_size, 1, &hp->n_embd, err));
+    TRY(cfg_int(&cfg->num_attention_heads, 1, &hp->n_head, err));
+    TRY(cfg_int(&cfg->vocab_size, 1, &hp->n_vocab, err));
     if (hp->n_layer == 0 || hp->n_embd == 0 || hp->n_vocab == 0)
         return dsq_err_set(err, DSQ_FORMAT,
                            "config.json: num_hidden_layers, hidden_size and vocab_size must be "

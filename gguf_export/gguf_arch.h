@@ -2,8 +2,10 @@
  *
  * One table per architecture (gguf_arch.c) says which GGUF tensor comes from which HF
  * tensor(s) and how, and which {arch}.* keys come from which config.json member, exactly
- * as llama.cpp's convert_hf_to_gguf.py writes them (specs/formats.md §3). Adding an
- * architecture is adding rows there. */
+ * as llama.cpp's convert_hf_to_gguf.py writes them (specs/formats.md §3). The name pairs
+ * are model/tensor_names.h's (the GGUF weight source reads with the same ones); what a row
+ * adds is when it applies and how its rows are made. Adding an architecture is adding rows
+ * there. */
 #ifndef DSQ_QZ_ARCH_H
 #define DSQ_QZ_ARCH_H
 
@@ -11,6 +13,7 @@
 
 #include "core/status.h"
 #include "formats/gguf.h"
+#include "model/model_desc.h"
 
 /* How an output tensor's F32 rows are made from its source tensor(s). */
 typedef enum dsq_qz_src {
@@ -36,6 +39,7 @@ enum {
 };
 
 typedef struct dsq_qz_trow {
+    /* a DSQ_TN_* pair of model/tensor_names.h: */
     const char *gguf; /* "blk.%d.attn_q.weight" (%d = layer when DSQ_QZ_W_LAYER) */
     const char *hf;   /* "model.layers.%d.self_attn.q_proj.weight"; EXPERTS: layer, expert */
     unsigned when;
@@ -73,14 +77,14 @@ typedef struct dsq_qz_arch {
     const dsq_qz_trow *rows;
     int n_rows;
     /* Adds general.* is not its job: writes the {arch}.* keys from config.json. */
-    dsq_status (*add_kv)(dsq_gguf_writer *w, const void *cfg_json, const dsq_qz_hparams *hp,
+    dsq_status (*add_kv)(dsq_gguf_writer *w, const dsq_model_desc *cfg, const dsq_qz_hparams *hp,
                          dsq_err *err);
     /* The checkpoint may hold MTP layers (model.layers.N.* with N >= num_hidden_layers):
      * left out, as llama.cpp's converter does, unless hparams.keep_mtp. */
     int drops_extra_layers;
     /* The computed tensor this config asks for: out->data == NULL when none. NULL for an
      * architecture that never has one. */
-    dsq_status (*extra)(const void *cfg_json, const dsq_qz_hparams *hp, dsq_qz_extra *out,
+    dsq_status (*extra)(const dsq_model_desc *cfg, const dsq_qz_hparams *hp, dsq_qz_extra *out,
                         dsq_err *err);
 } dsq_qz_arch;
 
@@ -89,12 +93,12 @@ const dsq_qz_arch *dsq_qz_arch_find(const char *hf_name);
 /* "LlamaForCausalLM, DeepseekV3ForCausalLM" */
 const char *dsq_qz_arch_names(void);
 
-/* Reads the hyper-parameters the tensor table needs. cfg_json is a jansson json_t *.
+/* Reads the hyper-parameters the tensor table needs from config.json's description.
  * hp->kvb_legacy and hp->keep_mtp are the caller's and kept; keep_mtp is cleared for an
  * architecture that has no MTP layers.
  * @return DSQ_OK or DSQ_FORMAT naming the missing or mistyped member. */
-dsq_status dsq_qz_hparams_read(const dsq_qz_arch *a, const void *cfg_json, dsq_qz_hparams *hp,
-                               dsq_err *err);
+dsq_status dsq_qz_hparams_read(const dsq_qz_arch *a, const dsq_model_desc *cfg,
+                               dsq_qz_hparams *hp, dsq_err *err);
 
 /* 1 when row `r` applies to layer `il` (il = -1 for non-layer rows) of this model; layer
  * rows apply to every block (dsq_qz_n_blocks), DSQ_QZ_W_NEXTN rows to the MTP ones only. */

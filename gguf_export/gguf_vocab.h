@@ -60,8 +60,8 @@
  * tokenizer.ggml.add_bos_token false for vocab_size 49152.
  *
  * What llama.cpp's converter writes for a byte-level BPE tokenizer (_set_vocab_gpt2 and
- * gguf-py's SpecialVocab; specs/formats.md §3.1), read straight from tokenizer.json,
- * tokenizer_config.json and config.json with jansson: no tokenization is done.
+ * gguf-py's SpecialVocab; specs/formats.md §3.1), from tokenizer.json, tokenizer_config.json
+ * (as tokenizer/tok_hf_files.h describes them) and config.json: no tokenization is done.
  *   tokenizer.ggml.model      "gpt2"
  *   tokenizer.ggml.pre        by the pre-tokenizer's shape (the converter hashes the
  *                             tokenizer's output instead; pre_override replaces the guess)
@@ -84,14 +84,18 @@
 
 #include "core/status.h"
 #include "formats/gguf.h"
+#include "model/model_desc.h"
 
 /* dir holds tokenizer.json or (llama) tokenizer.model, and optionally tokenizer_config.json,
- * config.json, added_tokens.json. arch is the GGUF architecture name ("llama", "deepseek2").
+ * added_tokens.json, special_tokens_map.json (read by tokenizer/tok_hf_files.h); cfg is
+ * config.json's description (model/model_desc.h; NULL: no config.json), for the special
+ * token ids it names. arch is the GGUF architecture name ("llama", "deepseek2").
  * pre_override applies to the gpt2 vocabulary only.
  * @return DSQ_OK; DSQ_NOT_FOUND (no tokenizer); DSQ_FORMAT (bad JSON or tokenizer.model, an
  *         id out of range); DSQ_UNSUPPORTED (not BPE, a pre-tokenizer dsq cannot name and no
  *         override, a LlamaHfVocab case listed above); DSQ_RANGE; DSQ_NOMEM. */
 dsq_status dsq_qz_add_vocab(dsq_gguf_writer *w, const char *dir, const char *arch,
-                            int64_t n_vocab, const char *pre_override, dsq_err *err);
+                            int64_t n_vocab, const dsq_model_desc *cfg, const char *pre_override,
+                            dsq_err *err);
 
 #endif

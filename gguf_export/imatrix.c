@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/file.h"
+#include "core/le.h"
 #include "formats/gguf.h"
 
 typedef struct im_entry {
@@ -132,9 +133,7 @@ typedef struct rd {
 static int rd_i32(rd *r, int32_t *out) {
     if (r->n - r->o < 4)
         return 0;
-    const uint8_t *q = r->p + r->o;
-    *out = (int32_t)((uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 |
-                     (uint32_t)q[3] << 24);
+    *out = dsq_le_i32(r->p + r->o);
     r->o += 4;
     return 1;
 }
@@ -201,12 +200,6 @@ static dsq_status load_legacy(dsq_imatrix *m, const char *path, const uint8_t *p
 /* ============================================================================================
  * GGUF
  * ========================================================================================== */
-
-static float rd_f32(const uint8_t *p) {
-    float f;
-    memcpy(&f, p, 4);
-    return f;
-}
 
 static int has_suffix(const char *s, const char *suf, size_t *base_len) {
     const size_t n = strlen(s), k = strlen(suf);
@@ -281,12 +274,12 @@ static dsq_status load_gguf(dsq_imatrix *m, const char *path, const uint8_t *p, 
         float *out = NULL;
         DSQ_TRY(add_entry(m, wname, strlen(wname), ne0 * ne1, &out, err));
         for (int64_t j = 0; j < ne1; j++) {
-            const float count = rd_f32(c->data + 4 * j);
+            const float count = dsq_le_f32(c->data + 4 * j);
             DSQ_CHECK(isfinite(count) && count >= 0, DSQ_FORMAT, err,
                       "%s: '%s' count %lld is %f", path, cname, (long long)j, (double)count);
             for (int64_t k = 0; k < ne0; k++)
                 out[j * ne0 + k] =
-                    count > 0.0f ? rd_f32(t->data + 4 * (j * ne0 + k)) / count : 1.0f;
+                    count > 0.0f ? dsq_le_f32(t->data + 4 * (j * ne0 + k)) / count : 1.0f;
         }
         DSQ_TRY(check_finite(path, wname, out, ne0 * ne1, err));
     }

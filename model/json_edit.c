@@ -181,32 +181,3 @@ cleanup:
     json_decref(root);
     return st;
 }
-
-dsq_status dsq_config_fp8_block(const char *text, size_t len, const char *label, int64_t *rows,
-                                int64_t *cols, int *found, dsq_err *err) {
-    dsq_status st = DSQ_OK;
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, 0, &jerr);
-    *rows = 128;
-    *cols = 128;
-    *found = 0;
-    DSQ_CHECK(root != NULL, DSQ_FORMAT, err, "%s: %s (line %d)", label, jerr.text, jerr.line);
-    const json_t *qc = json_object_get(root, "quantization_config");
-    const json_t *bs = json_object_get(qc, "weight_block_size");
-    if (bs != NULL) {
-        DSQ_CHECK(json_is_array(bs) && json_array_size(bs) == 2 &&
-                      json_is_integer(json_array_get(bs, 0)) &&
-                      json_is_integer(json_array_get(bs, 1)),
-                  DSQ_FORMAT, err,
-                  "%s: quantization_config.weight_block_size must be two integers", label);
-        *rows = json_integer_value(json_array_get(bs, 0));
-        *cols = json_integer_value(json_array_get(bs, 1));
-        DSQ_CHECK(*rows > 0 && *cols > 0 && *rows <= (1 << 20) && *cols <= (1 << 20), DSQ_FORMAT,
-                  err, "%s: weight_block_size [%lld, %lld] out of range", label, (long long)*rows,
-                  (long long)*cols);
-        *found = 1;
-    }
-cleanup:
-    json_decref(root);
-    return st;
-}

@@ -22,9 +22,4 @@ dsq_status dsq_json_edit_top(const char *text, size_t len, const char *remove_ke
                              const char *set_key, const char *set_value, const char *label,
                              char **out, size_t *out_len, dsq_err *err);
 
-/* quantization_config.weight_block_size of a config.json text: [rows, cols].
- * *found = 0 (and 128 x 128, DeepSeek's block) when the config has none. */
-dsq_status dsq_config_fp8_block(const char *text, size_t len, const char *label, int64_t *rows,
-                                int64_t *cols, int *found, dsq_err *err);
-
 #endif

@@ -1,5 +1,6 @@
 /* model/model_config.h: the hyper-parameters of the architectures the
- * reference forward pass runs, read from a Hugging Face config.json.
+ * reference forward pass runs, from a Hugging Face config.json's description
+ * (model/model_desc.h): what the forward pass can run, not what the file says.
  *
  * Two families (specs/formats.md §8):
  *   llama      LlamaForCausalLM / model_type "llama": GQA attention, rotate-half
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "model/model_desc.h"
 
 typedef enum dsq_arch {
     DSQ_ARCH_LLAMA = 1,
@@ -83,6 +85,8 @@ typedef struct dsq_model_config {
     int tie_embeddings;   /* tie_word_embeddings */
     int32_t bos;          /* bos_token_id, -1 if none */
     int32_t eos;          /* eos_token_id, -1 if none */
+    int64_t n_ctx_train;  /* max_position_embeddings (GGUF {arch}.context_length): the
+                             context it was trained for; <= 0 when not given */
     dsq_rope_config rope;
 
     /* MLA (deepseek_v3) */
@@ -111,8 +115,15 @@ typedef struct dsq_model_config {
     int64_t fp8_block_rows, fp8_block_cols;
 } dsq_model_config;
 
-/* Parses config.json text (`label` names it in messages). Every field the
- * forward pass needs is checked for presence, type and range.
+/* The forward pass's reading of a description (`label` names the file in
+ * messages). Every field the forward pass needs is checked for presence, type
+ * and range. The same returns as dsq_model_config_parse but DSQ_FORMAT for
+ * invalid JSON. */
+dsq_status dsq_model_config_from_desc(const dsq_model_desc *d, const char *label,
+                                      dsq_model_config *cfg, dsq_err *err);
+
+/* Parses config.json text (`label` names it in messages): dsq_model_desc_parse,
+ * then dsq_model_config_from_desc.
  * @return DSQ_OK; DSQ_FORMAT for invalid JSON or a missing/mistyped field;
  *         DSQ_UNSUPPORTED for another architecture or a feature the forward
  *         pass does not implement (attention or MLP biases, a non-silu

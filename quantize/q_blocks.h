@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/le.h"
 #include "core/numeric.h"
 
 #define DSQ_QK_LEGACY 32 /* elements per legacy / IQ4_NL block */
@@ -122,13 +123,11 @@ static_assert(sizeof(dsq_block_iq4_xs) == 136, "IQ4_XS block is 136 bytes");
 /* ---- little-endian fp16 fields ------------------------------------------ */
 
 static inline void dsq__put_f16(uint8_t p[2], float f) {
-    const uint16_t h = dsq_f32_to_f16(f);
-    p[0] = (uint8_t)(h & 0xff);
-    p[1] = (uint8_t)(h >> 8);
+    dsq_le_put_u16(p, dsq_f32_to_f16(f));
 }
 
 static inline float dsq__get_f16(const uint8_t p[2]) {
-    return dsq_f16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
+    return dsq_f16_to_f32(dsq_le_u16(p));
 }
 
 /* Round-to-nearest-even of |f| <= 4194303 through the 1.5*2^23 trick, as

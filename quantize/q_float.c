@@ -12,19 +12,14 @@ void dsq__quantize_f32(const float *x, void *dst, int64_t n, const float *imatri
     (void)imatrix;
     uint8_t *p = dst;
     for (int64_t i = 0; i < n; ++i) {
-        const uint32_t u = dsq_f32_bits(x[i]);
-        p[4 * i + 0] = (uint8_t)u;
-        p[4 * i + 1] = (uint8_t)(u >> 8);
-        p[4 * i + 2] = (uint8_t)(u >> 16);
-        p[4 * i + 3] = (uint8_t)(u >> 24);
+        dsq_le_put_u32(p + 4 * i, dsq_f32_bits(x[i]));
     }
 }
 
 void dsq__dequantize_f32(const void *src, float *y, int64_t n) {
     const uint8_t *p = src;
     for (int64_t i = 0; i < n; ++i)
-        y[i] = dsq_bits_f32((uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
-                            (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24);
+        y[i] = dsq_le_f32(p + 4 * i);
 }
 
 void dsq__quantize_f16(const float *x, void *dst, int64_t n, const float *imatrix) {
@@ -44,14 +39,12 @@ void dsq__quantize_bf16(const float *x, void *dst, int64_t n, const float *imatr
     (void)imatrix;
     uint8_t *p = dst;
     for (int64_t i = 0; i < n; ++i) {
-        const uint16_t h = dsq_f32_to_bf16(x[i]);
-        p[2 * i] = (uint8_t)h;
-        p[2 * i + 1] = (uint8_t)(h >> 8);
+        dsq_le_put_u16(p + 2 * i, dsq_f32_to_bf16(x[i]));
     }
 }
 
 void dsq__dequantize_bf16(const void *src, float *y, int64_t n) {
     const uint8_t *p = src;
     for (int64_t i = 0; i < n; ++i)
-        y[i] = dsq_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        y[i] = dsq_bf16_to_f32(dsq_le_u16(p + 2 * i));
 }

@@ -43,6 +43,8 @@
 #include <float.h>
 #include <math.h>
 
+#include "core/le.h"
+
 /* sigma^2 of the imatrix weights: the mean square over the whole row, summed
  * in order in float as ggml does */
 static float row_sigma2(const float *x, int64_t n) {
@@ -81,17 +83,6 @@ static void min_max(const float *xb, float *mn, float *mx) {
     }
     *mn = min;
     *mx = max;
-}
-
-static void put_u32le(uint8_t p[4], uint32_t v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_u32le(const uint8_t p[4]) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* ============================== Q4_0 ====================================== */
@@ -213,11 +204,11 @@ static void pack5(const uint8_t q[DSQ_QK_LEGACY], uint8_t qh[4], uint8_t qs[16])
         h |= (uint32_t)((q[j] & 0x10u) >> 4) << j;
         h |= (uint32_t)((q[j + 16] & 0x10u) >> 4) << (j + 16);
     }
-    put_u32le(qh, h);
+    dsq_le_put_u32(qh, h);
 }
 
 static void unpack5(const uint8_t qh[4], const uint8_t qs[16], int q[DSQ_QK_LEGACY]) {
-    const uint32_t h = get_u32le(qh);
+    const uint32_t h = dsq_le_u32(qh);
     for (int j = 0; j < 16; ++j) {
         q[j] = (qs[j] & 0x0F) | (int)((h >> j) << 4 & 0x10);
         q[j + 16] = (qs[j] >> 4) | (int)((h >> (j + 12)) & 0x10);

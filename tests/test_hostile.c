@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 
 #include "model/json_edit.h"
+#include "model/model_desc.h"
 #include "core/file.h"
 #include "formats/safetensors.h"
 #include "formats/st_checkpoint.h"

@@ -1,12 +1,15 @@
 /* tests/test_kld.c: dsq verify's comparison (verify/kld.h):
  *   - a model against itself: KLD 0, top-1 1, ppl ratio 1, and the reference
- *     perplexity equal to dsq_ppl_run's;
- *   - the top-K + rest KLD is a lower bound of the full-vocabulary KLD that
- *     grows with K and equals it at K = vocabulary (checked against a direct
- *     computation from both models' full logits, Q4_K_M of the tiny llama);
+ *     perplexity equal to dsq_ppl_run's, live and from a top-K summary;
+ *   - the live KLD is the exact full-vocabulary KLD: its mean, p99 and top-1
+ *     equal a direct computation from both models' full logits (the
+ *     definition, Σ p·(ln p - ln q), evaluated here; Q4_K_M of the tiny
+ *     llama), and so does the top-K + rest KLD at K = vocabulary, while at
+ *     smaller K it is a lower bound that grows with K;
  *   - save / load round trip: the same summary, so the same numbers bit for
  *     bit; corrupt files are refused with a message;
- *   - layer-streamed runs give the same bits as whole-model runs. */
+ *   - layer-streamed runs give the same bits as whole-model runs, live and
+ *     paired too. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -70,6 +73,13 @@ static void test_self_and_roundtrip(void **state) {
     dsq_ppl_result pr;
     assert_int_equal(dsq_ppl_run(m, ids, n, &o, &pr, NULL, &err), DSQ_OK);
     assert_true(pr.ppl == r.ref_ppl && pr.n_scored == r.n_scored);
+    assert_true(r.ref_kind == DSQ_REFKIND_TOPK && !r.exact && r.k == DSQ_REF_TOPK);
+    /* live, the model against itself: every term of the sum is exactly 0 */
+    dsq_kld_result rl;
+    assert_int_equal(dsq_kld_run_live(m, m, ids, n, &o, 0, NULL, &rl, &err), DSQ_OK);
+    assert_true(rl.kld_mean == 0.0 && rl.kld_max == 0.0 && rl.top1 == 1.0 &&
+                rl.ppl_ratio == 1.0 && rl.ppl == pr.ppl && rl.ref_ppl == pr.ppl);
+    assert_true(rl.exact && rl.ref_kind == DSQ_REFKIND_LIVE && rl.n_vocab == ref->vocab);
 
     /* round trip */
     char *tmp = tu_mkdtemp(), *path = dsq_path_join(tmp, "ref.bin");
@@ -125,6 +135,11 @@ static double lse(const float *x, int64_t n) {
     return log(s) + mx;
 }
 
+static int cmp_dbl(const void *x, const void *y) {
+    const double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
 static void window_logits(const dsq_model *m, const int32_t *ids, int64_t c, int32_t bos,
                           float *out) {
     dsq_fwd *f = NULL;
@@ -158,10 +173,12 @@ static void test_topk_kld_bounds_full_kld(void **state) {
     assert_int_equal(dsq_kld_run(b, ref, ids, n, 2, 0, &r, &err), DSQ_OK);
     assert_int_equal(dsq_kld_run(b, ref128, ids, n, 2, 0, &r128, &err), DSQ_OK);
     assert_int_equal(dsq_kld_run(b, refall, ids, n, 2, 0, &rall, &err), DSQ_OK);
-    /* the full-vocabulary KLD, directly */
-    const int64_t V = ref->vocab, ns = ref->n_score;
+    /* the full-vocabulary KLD, directly from the definition */
+    const int64_t V = ref->vocab, ns = ref->n_score, np = CHUNKS * ns;
     float *la = malloc((size_t)(ns * V) * sizeof *la), *lb = malloc((size_t)(ns * V) * sizeof *lb);
+    double *per = malloc((size_t)np * sizeof *per);
     double full = 0;
+    int64_t agree = 0;
     for (int64_t c = 0; c < CHUNKS; c++) {
         window_logits(a, ids, c, o.bos, la);
         window_logits(b, ids, c, o.bos, lb);
@@ -169,23 +186,37 @@ static void test_topk_kld_bounds_full_kld(void **state) {
             const float *x = la + p * V, *y = lb + p * V;
             const double za = lse(x, V), zb = lse(y, V);
             double kl = 0;
+            int64_t ia = 0, ib = 0;
             for (int64_t i = 0; i < V; i++) {
                 const double lp = x[i] - za, lq = y[i] - zb;
                 kl += exp(lp) * (lp - lq);
+                ia = x[i] > x[ia] ? i : ia;
+                ib = y[i] > y[ib] ? i : ib;
             }
+            per[c * ns + p] = kl;
             full += kl;
+            agree += ia == ib;
         }
     }
-    full /= (double)(CHUNKS * ns);
+    full /= (double)np;
+    /* p99 by nearest rank: the ceil(0.99 n)-th smallest */
+    qsort(per, (size_t)np, sizeof *per, cmp_dbl);
+    const double p99 = per[(99 * np + 99) / 100 - 1];
+    dsq_kld_result live;
+    assert_int_equal(dsq_kld_run_live(a, b, ids, n, &o, 0, NULL, &live, &err), DSQ_OK);
     printf("  KLD mean: top-%d + rest %.6g, top-128 %.6g, full vocabulary %.6g (%.6g from "
-           "k = V); ratios %.3f, %.3f; top-1 %.4f\n",
-           (int)ref->k, r.kld_mean, r128.kld_mean, full, rall.kld_mean, r.kld_mean / full,
-           r128.kld_mean / full, r.top1);
+           "k = V, %.6g live); ratios %.3f, %.3f; top-1 %.4f\n",
+           (int)ref->k, r.kld_mean, r128.kld_mean, full, rall.kld_mean, live.kld_mean,
+           r.kld_mean / full, r128.kld_mean / full, r.top1);
+    assert_true(fabs(live.kld_mean / full - 1) < 1e-9 && fabs(live.kld_p99 / p99 - 1) < 1e-9);
+    assert_true(live.top1 == (double)agree / (double)np && live.exact && rall.exact);
+    assert_true(live.ppl == r.ppl && live.ref_ppl == r.ref_ppl && live.n_scored == np);
     assert_true(r.kld_mean <= r128.kld_mean && r128.kld_mean <= full * (1 + 1e-9));
     assert_true(fabs(rall.kld_mean / full - 1) < 1e-6);
     assert_true(r.kld_mean >= 0.3 * full);
-    assert_true(r.top1 == r128.top1 && r.ppl == rall.ppl);
+    assert_true(r.top1 == r128.top1 && r.ppl == rall.ppl && r.top1 == live.top1);
     assert_true(r.kld_mean > 0 && r.top1 > 0.8 && r.top1 < 1.0);
+    free(per);
     free(la);
     free(lb);
     dsq_ref_free(ref);
@@ -261,11 +292,70 @@ static void test_stream_layers_same_bits(void **state) {
     free(ids);
 }
 
+static dsq_model *open_lazy(const char *path) {
+    dsq_model_opts mo;
+    memset(&mo, 0, sizeof mo);
+    mo.nthreads = 2;
+    mo.lazy = 1;
+    dsq_model *m = NULL;
+    dsq_err err = {0};
+    if (dsq_model_open(&m, path, &mo, &err) != DSQ_OK)
+        fail_msg("%s: %s", path, err.text);
+    return m;
+}
+
+/* Live and paired, two models of different shapes (the tiny llama as the
+ * reference, the tiny DeepSeek-V3 as the candidate: another model with the
+ * same vocabulary): whole model, and layer-streamed in passes of one window
+ * and of all, give the same bits, and nothing stays loaded. */
+static void test_live_paired_streamed(void **state) {
+    (void)state;
+    int64_t n;
+    int32_t *ids = tu_eval_tokens(&n);
+    char *dl = tu_shared_path("data/tiny-models/tiny-llama");
+    char *dd = tu_shared_path("data/tiny-models/tiny-deepseek-v3");
+    dsq_model *ref = open_path(dl), *cand = open_path(dd);
+    dsq_model *lref = open_lazy(dl), *lcand = open_lazy(dd);
+    dsq_ppl_opts o = wopts(ref);
+    o.n_chunks = 3;
+    dsq_err err = {0};
+    dsq_kld_result w, s1, sall;
+    assert_int_equal(dsq_kld_run_live(ref, cand, ids, n, &o, 0, NULL, &w, &err), DSQ_OK);
+    assert_int_equal(dsq_kld_run_live(lref, lcand, ids, n, &o, 1, NULL, &s1, &err), DSQ_OK);
+    assert_int_equal(dsq_kld_run_live(lref, lcand, ids, n, &o, DSQ_STREAM_ALL, NULL, &sall, &err),
+                     DSQ_OK);
+    const dsq_kld_result *rs[2] = {&s1, &sall};
+    for (int i = 0; i < 2; i++)
+        assert_true(rs[i]->ppl == w.ppl && rs[i]->ref_ppl == w.ref_ppl &&
+                    rs[i]->kld_mean == w.kld_mean && rs[i]->kld_p99 == w.kld_p99 &&
+                    rs[i]->kld_max == w.kld_max && rs[i]->top1 == w.top1);
+    /* and each side's perplexity is the model's own */
+    dsq_ppl_result pa, pb;
+    assert_int_equal(dsq_ppl_run(ref, ids, n, &o, &pa, NULL, &err), DSQ_OK);
+    assert_int_equal(dsq_ppl_run(cand, ids, n, &o, &pb, NULL, &err), DSQ_OK);
+    assert_true(w.ref_ppl == pa.ppl && w.ppl == pb.ppl);
+    printf("  tiny llama vs tiny DeepSeek: ppl ratio %.4f, KLD %.4f, top-1 %.3f\n", w.ppl_ratio,
+           w.kld_mean, w.top1);
+    assert_true(w.kld_mean > 0.05 && w.top1 < 0.6);
+    for (int64_t l = 0; l < dsq_model_get_config(lref)->n_layers; l++)
+        assert_false(dsq_model_layer_loaded(lref, l));
+    for (int64_t l = 0; l < dsq_model_get_config(lcand)->n_layers; l++)
+        assert_false(dsq_model_layer_loaded(lcand, l));
+    dsq_model_close(ref);
+    dsq_model_close(cand);
+    dsq_model_close(lref);
+    dsq_model_close(lcand);
+    free(dl);
+    free(dd);
+    free(ids);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_self_and_roundtrip),
         cmocka_unit_test(test_topk_kld_bounds_full_kld),
         cmocka_unit_test(test_stream_layers_same_bits),
+        cmocka_unit_test(test_live_paired_streamed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,7 @@
 
 #include "core/checked.h"
 #include "core/file.h"
+#include "core/le.h"
 #include "core/heap.h"
 #include "tokenizer/tok_internal.h"
 
@@ -266,10 +267,6 @@ cleanup:
 
 /* ==== llama2.c tokenizer.bin ================================================================ */
 
-static uint32_t rd_u32le(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 dsq_status dsq_tokenizer_from_llama2c_mem(dsq_tokenizer **out, const uint8_t *data, size_t len,
                                           int32_t n_vocab, const char *source, dsq_err *err) {
     dsq_status st = DSQ_OK;
@@ -283,7 +280,7 @@ dsq_status dsq_tokenizer_from_llama2c_mem(dsq_tokenizer **out, const uint8_t *da
     DSQ_CHECK(n_vocab >= 0 && n_vocab <= DSQ_TOK_MAX_VOCAB, DSQ_RANGE, err,
               "%s: vocabulary size %ld", src, (long)n_vocab);
     DSQ_CHECK(len >= 4, DSQ_FORMAT, err, "%s: %zu bytes, too short for the header", src, len);
-    const uint32_t max_len = rd_u32le(data);
+    const uint32_t max_len = dsq_le_u32(data);
     size_t off = 4;
     cap = n_vocab > 0 ? (size_t)n_vocab : 512;
     tok = malloc(cap * sizeof(*tok));
@@ -293,8 +290,8 @@ dsq_status dsq_tokenizer_from_llama2c_mem(dsq_tokenizer **out, const uint8_t *da
     while (n_vocab > 0 ? n < (size_t)n_vocab : off < len) {
         DSQ_CHECK(len - off >= 8, DSQ_FORMAT, err,
                   "%s: truncated at byte %zu: token %zu has no score/length", src, off, n);
-        const uint32_t sb = rd_u32le(data + off);
-        const int32_t tl = (int32_t)rd_u32le(data + off + 4);
+        const uint32_t sb = dsq_le_u32(data + off);
+        const int32_t tl = (int32_t)dsq_le_u32(data + off + 4);
         off += 8;
         DSQ_CHECK(tl >= 0 && (uint32_t)tl <= max_len && tl <= DSQ_TOK_MAX_TOKEN_LEN, DSQ_FORMAT,
                   err, "%s: token %zu has length %ld (max_token_length %lu)", src, n, (long)tl,

@@ -38,6 +38,7 @@
 
 #include "core/checked.h"
 #include "core/file.h"
+#include "core/le.h"
 
 #define MAX_FILE ((size_t)1 << 30)
 
@@ -106,8 +107,7 @@ static dsq_status read_fixed32(pb *b, uint32_t *out, dsq_err *err) {
     dsq_status st = DSQ_OK;
     DSQ_CHECK(b->n - b->pos >= 4, DSQ_FORMAT, err, "%s: byte %zu: fixed32 truncated", b->src,
               b->base + b->pos);
-    const uint8_t *q = b->p + b->pos;
-    *out = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+    *out = dsq_le_u32(b->p + b->pos);
     b->pos += 4;
 cleanup:
     return st;

@@ -11,8 +11,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/time.h"
 #include "verify/gemm.h"
 #include "verify/model_internal.h"
 #include "verify/ops.h"
@@ -58,12 +58,6 @@ struct dsq_fwd {
     double t_gemm, t_total, t_attn, flop;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int thread_id(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -74,9 +68,9 @@ static int thread_id(void) {
 
 /* C [m][W.n_out] = A [m][W.n_in] · Wᵀ */
 static void linear(dsq_fwd *f, int64_t m, const float *A, const dsq__linear *W, float *C) {
-    const double t0 = now_s();
+    const double t0 = dsq_now();
     dsq_gemm_packed(m, A, W->n_in, &W->w, C, W->n_out, 0, f->nt);
-    f->t_gemm += now_s() - t0;
+    f->t_gemm += dsq_now() - t0;
     f->flop += 2.0 * (double)m * (double)W->n_out * (double)W->n_in;
 }
 
@@ -246,7 +240,7 @@ static dsq_status attn_llama(dsq_fwd *f, int64_t l, const dsq__layer *L, dsq_err
     rope_rows(f, f->q, H * hd, H, hd, 0);
     rope_rows(f, f->k, Hkv * hd, Hkv, hd, 0);
     const float scale = (float)dsq_model_config_softmax_scale(c);
-    const double t0 = now_s();
+    const double t0 = dsq_now();
 #pragma omp parallel for num_threads(f->nt) schedule(dynamic, 1)
     for (int64_t sh = 0; sh < f->S * H; sh++) {
         const int64_t s = sh / H, h = sh % H, kvh = h / (H / Hkv);
@@ -258,7 +252,7 @@ static dsq_status attn_llama(dsq_fwd *f, int64_t l, const dsq__layer *L, dsq_err
                       Hkv * hd, Vh, Hkv * hd, f->att + r0 * (size_t)(H * hd) + (size_t)(h * hd),
                       H * hd, scale, scr);
     }
-    f->t_attn += now_s() - t0;
+    f->t_attn += dsq_now() - t0;
     DSQ_TRY(hook(f, l, -1, L->wo.name, NULL, NULL, f->att, N, H * hd, NULL, NULL, err));
     linear(f, N, f->att, &L->wo, f->y);
 cleanup:
@@ -295,7 +289,7 @@ static dsq_status attn_mla(dsq_fwd *f, int64_t l, const dsq__layer *L, dsq_err *
 
     const float scale = (float)dsq_model_config_softmax_scale(c);
     const int64_t ldkv = H * (nope + vd);
-    const double t0 = now_s();
+    const double t0 = dsq_now();
 #pragma omp parallel for num_threads(f->nt) schedule(dynamic, 1)
     for (int64_t sh = 0; sh < f->S * H; sh++) {
         const int64_t s = sh / H, h = sh % H;
@@ -314,7 +308,7 @@ static dsq_status attn_mla(dsq_fwd *f, int64_t l, const dsq__layer *L, dsq_err *
                       ldkv, f->att + (size_t)(s * T) * (size_t)(H * vd) + (size_t)(h * vd),
                       H * vd, scale, scr);
     }
-    f->t_attn += now_s() - t0;
+    f->t_attn += dsq_now() - t0;
     DSQ_TRY(hook(f, l, -1, L->wo.name, NULL, NULL, f->att, N, H * vd, NULL, NULL, err));
     linear(f, N, f->att, &L->wo, f->y);
 cleanup:
@@ -413,7 +407,7 @@ static void add_residual(dsq_fwd *f) {
 
 dsq_status dsq_fwd_layer(dsq_fwd *f, int64_t l, dsq_err *err) {
     dsq_status st = DSQ_OK;
-    const double t0 = now_s();
+    const double t0 = dsq_now();
     const dsq_model_config *c = f->c;
     DSQ_CHECK(f->embedded, DSQ_INVALID_ARG, err, "dsq_fwd_layer before dsq_fwd_embed");
     DSQ_CHECK(l >= 0 && l < c->n_layers, DSQ_INVALID_ARG, err, "no layer %lld", (long long)l);
@@ -433,13 +427,13 @@ dsq_status dsq_fwd_layer(dsq_fwd *f, int64_t l, dsq_err *err) {
         DSQ_TRY(swiglu(f, l, -1, &L->mlp, f->xn, f->N, f->y, NULL, NULL, 1, err));
     add_residual(f);
 cleanup:
-    f->t_total += now_s() - t0;
+    f->t_total += dsq_now() - t0;
     return st;
 }
 
 dsq_status dsq_fwd_logits(dsq_fwd *f, int64_t pos0, int64_t npos, float *logits, dsq_err *err) {
     dsq_status st = DSQ_OK;
-    const double t0 = now_s();
+    const double t0 = dsq_now();
     const int64_t D = f->c->dim;
     DSQ_CHECK(f->embedded, DSQ_INVALID_ARG, err, "dsq_fwd_logits before dsq_fwd_embed");
     DSQ_CHECK(pos0 >= 0 && npos >= 0 && pos0 + npos <= f->T, DSQ_INVALID_ARG, err,
@@ -452,7 +446,7 @@ dsq_status dsq_fwd_logits(dsq_fwd *f, int64_t pos0, int64_t npos, float *logits,
     DSQ_TRY(hook(f, -1, -1, f->m->head.name, NULL, NULL, f->xn, f->S * npos, D, NULL, NULL, err));
     linear(f, f->S * npos, f->xn, &f->m->head, logits);
 cleanup:
-    f->t_total += now_s() - t0;
+    f->t_total += dsq_now() - t0;
     return st;
 }
 

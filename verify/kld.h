@@ -1,85 +1,51 @@
 /* verify/kld.h: comparing a candidate model with a reference on the same
- * windows (`dsq verify`): perplexity of each, KL divergence of the candidate
- * from the reference per scored position, top-1 agreement.
+ * windows (`dsq verify`): perplexity of each and their ratio, the KL
+ * divergence KL(P_ref ‖ Q_cand) per scored position (mean, 99th percentile,
+ * max) and top-1 agreement.
  *
- * The windows and scored positions are llama-perplexity's (verify/ppl.h):
- * chunk c = tokens [c·n_ctx, (c+1)·n_ctx) with its first token replaced by
- * bos, logits at positions n_ctx/2 … n_ctx-2 scored.
- *
- * The reference is kept as a summary per scored position (dsq_ref_pos): the
- * log-sum-exp of its logits, the nll of the actual next token, and its K
- * largest logits with their ids (K = DSQ_REF_TOPK = 32 unless asked
- * otherwise, at most DSQ_REF_TOPK_MAX). KLD is computed from that
- * summary alone, over K+1 bins (the reference's top-K tokens, plus one bin for
- * the rest of the vocabulary):
- *   p_i = exp(l_i - lse_ref), q_i = exp(m_{id_i} - lse_cand)  for i < K
- *   p_r = 1 - Σ p_i,          q_r = 1 - Σ q_i
- *   KLD = Σ p_i·ln(p_i/q_i) + p_r·ln(p_r/q_r)
- * This is the exact KL divergence of the two distributions with the tail
- * merged into one outcome, a lower bound of the full-vocabulary KLD (equal to
- * it when the reference's tail mass is 0). The same summary is used whether
- * the reference runs live or comes from a --save-ref file, so both give the
- * same numbers bit for bit, and the file holds 16 + 8·K bytes per position,
- * not the vocabulary (K = 32: 272 bytes). The bound tightens with K: on the
- * tiny llama (ppl ~90, a flat distribution) Q4_K_M's mean KLD is 62% of the
- * full-vocabulary value at K = 32, 75% at 64, 86% at 128 (tests/test_kld.c);
- * peaked distributions of real models put far less mass in the tail. */
+ * The windows and scored positions are llama-perplexity's (verify/ppl.h).
+ * The reference comes in one of three forms, and the result says which:
+ *   live      the reference model runs beside the candidate on every window
+ *             (verify/windows.h, paired): the exact full-vocabulary
+ *               KLD = Σ_i p_i·(ln p_i - ln q_i),  p = softmax(ref), q = softmax(cand)
+ *             in double, streamed: per worker one window's logits of each
+ *             model, never a logits file.
+ *   llama.cpp llama-perplexity's --kl-divergence-base file
+ *             (verify/llama_logits.h), computed as its --kl-divergence does:
+ *             the same sum over every token whose stored ln p_i is above
+ *             -16, with p_i from the file's 16-bit log-probabilities. Full
+ *             vocabulary ("exact"), to the file's precision.
+ *   top-K     dsq's small reference file (verify/ref_topk.h): K+1 bins, the
+ *             reference's top-K tokens plus one for the rest,
+ *               p_i = exp(l_i - lse_ref), q_i = exp(m_{id_i} - lse_cand)  (i < K)
+ *               p_r = 1 - Σ p_i,  q_r = 1 - Σ q_i
+ *               KLD = Σ p_i·ln(p_i/q_i) + p_r·ln(p_r/q_r)
+ *             the exact KLD of the two distributions with the tail merged
+ *             into one outcome: a lower bound of the full-vocabulary value
+ *             (equal to it at K = vocabulary). On the tiny llama (a flat
+ *             distribution, ppl ~90) Q4_K_M's top-32 value is about 60% of
+ *             the full one (tests/test_kld.c prints the figures).
+ * Perplexities and top-1 are exact in all three forms (the llama.cpp file's
+ * reference nll to its 16-bit precision). */
 #ifndef DSQ_KLD_H
 #define DSQ_KLD_H
 
 #include <stdint.h>
 
 #include "core/status.h"
+#include "verify/llama_logits.h"
 #include "verify/model.h"
 #include "verify/ppl.h"
+#include "verify/ref_topk.h"
 
-#define DSQ_REF_TOPK 32
-#define DSQ_REF_TOPK_MAX 4096
+typedef enum dsq_ref_kind {
+    DSQ_REFKIND_LIVE = 0,
+    DSQ_REFKIND_LLAMA = 1,
+    DSQ_REFKIND_TOPK = 2,
+} dsq_ref_kind;
 
-/* The reference's outputs on every scored position. */
-typedef struct dsq_ref_logits {
-    int64_t vocab;     /* the reference's vocabulary size */
-    int64_t n_ctx;     /* window */
-    int64_t n_chunks;  /* windows */
-    int64_t n_score;   /* scored positions per window: n_ctx - 1 - n_ctx/2 */
-    int32_t bos;       /* token put at position 0, -1 none */
-    int32_t k;         /* top-K kept per position (<= vocab) */
-    uint64_t tokens_hash; /* FNV-1a 64 of the windows as evaluated (bos applied) */
-    /* per scored position p in [0, n_chunks · n_score), all owned: */
-    double *lse;       /* [p] log Σ exp(logits), in double */
-    double *nll;       /* [p] lse - logit[next token] */
-    int32_t *top_id;   /* [p][k] token ids, largest logit first (ties: lower id) */
-    float *top_logit;  /* [p][k] their logits */
-} dsq_ref_logits;
-
-void dsq_ref_free(dsq_ref_logits *r); /* accepts NULL */
-
-/* FNV-1a 64 of the n_chunks windows the options select (bos applied). */
-uint64_t dsq_windows_hash(const int32_t *tokens, int64_t n_chunks, int64_t n_ctx, int32_t bos);
-
-/* Runs the reference on the windows opts selects (n_ctx, n_chunks, bos,
- * nthreads, progress; one window per worker) keeping the top k logits per
- * position (k <= 0: DSQ_REF_TOPK; capped at the vocabulary). stream: 0, the
- * whole model per window; > 0, layer-streamed (open the model lazily) in
- * passes of at most that many windows (DSQ_STREAM_ALL: one pass), each layer
- * loaded and unloaded around each pass; the same numbers bit for bit.
- * @return DSQ_OK; DSQ_INVALID_ARG for k > DSQ_REF_TOPK_MAX; as dsq_ppl_run.
- *         *out owned (dsq_ref_free). */
-dsq_status dsq_ref_compute(dsq_model *ref, const int32_t *tokens, int64_t n_tokens,
-                           const dsq_ppl_opts *opts, int32_t k, int64_t stream,
-                           dsq_ref_logits **out, dsq_err *err);
-
-/* A reference file: "DSQREF01", then u32 version 1, u32 k, i64 vocab, n_ctx,
- * n_chunks, n_score, i32 bos, u32 0, u64 tokens_hash (64-byte header), then
- * n_chunks·n_score records of f64 lse, f64 nll, k × i32 id, k × f32 logit,
- * then the u64 FNV-1a 64 of everything before it. All little-endian.
- * Written crash-safely (temporary file + rename).
- * @return DSQ_OK; DSQ_IO; DSQ_NOMEM. */
-dsq_status dsq_ref_save(const dsq_ref_logits *r, const char *path, dsq_err *err);
-/* @return DSQ_OK; DSQ_IO / DSQ_NOT_FOUND; DSQ_FORMAT naming the file and what
- *         is wrong (magic, version, sizes, checksum, ids outside the
- *         vocabulary, non-finite values). */
-dsq_status dsq_ref_load(dsq_ref_logits **out, const char *path, dsq_err *err);
+/* "live", "llama.cpp", "top-k" */
+const char *dsq_ref_kind_name(dsq_ref_kind k);
 
 typedef struct dsq_kld_result {
     double ref_ppl, ref_ppl_stderr, ref_nll_mean;
@@ -88,17 +54,45 @@ typedef struct dsq_kld_result {
     double kld_mean, kld_p99, kld_max;/* p99: nearest rank, the ceil(0.99·n)-th smallest */
     double top1;                      /* fraction of positions whose argmax agrees */
     int64_t n_scored, n_ctx, n_chunks;
-    int32_t k;
-    double seconds;                   /* the candidate's forward passes */
+    dsq_ref_kind ref_kind;
+    int exact;                        /* 1: KLD over the whole vocabulary; 0: a lower bound */
+    int32_t k;                        /* top-K: K; else 0 */
+    int64_t n_vocab;
+    double seconds;                   /* the forward passes (both models' when live) */
 } dsq_kld_result;
 
-/* Runs the candidate on the reference's windows and compares (stream as for
- * dsq_ref_compute).
+/* What a live comparison also keeps of the reference. */
+typedef struct dsq_kld_save {
+    int32_t topk;                  /* K of topk_out (<= 0: DSQ_REF_TOPK) */
+    dsq_ref_logits **topk_out;     /* NULL, or the top-K summary (ref_topk.h), owned */
+    const char *llama_path;        /* NULL, or write llama.cpp's logits file there */
+} dsq_kld_save;
+
+/* The reference and the candidate on the windows opts selects (n_ctx,
+ * n_chunks, bos, nthreads, progress), side by side: the exact KLD. stream as
+ * for dsq_ref_compute; layer-streamed, open both models lazily: one layer of
+ * one model in memory at a time. save: NULL or what to keep of the reference.
+ * @return DSQ_OK; DSQ_FORMAT for different vocabularies; as dsq_ppl_run;
+ *         the writers' DSQ_IO. */
+dsq_status dsq_kld_run_live(dsq_model *ref, dsq_model *cand, const int32_t *tokens,
+                            int64_t n_tokens, const dsq_ppl_opts *opts, int64_t stream,
+                            const dsq_kld_save *save, dsq_kld_result *res, dsq_err *err);
+
+/* The candidate against a top-K summary (a --save-ref file).
  * @return DSQ_OK; DSQ_FORMAT when the tokens do not give the reference's
  *         windows (different text, context or chunk count; tokens_hash) or the
  *         vocabularies differ; as dsq_ppl_run. */
 dsq_status dsq_kld_run(dsq_model *cand, const dsq_ref_logits *ref, const int32_t *tokens,
                        int64_t n_tokens, int nthreads, int64_t stream, dsq_kld_result *res,
                        dsq_err *err);
+
+/* The candidate against a llama.cpp logits file, on the file's windows and
+ * tokens with bos (the candidate's, -1 none) at position 0. tokens: NULL, or
+ * the tokens the caller meant, which must begin with the file's.
+ * @return DSQ_OK; DSQ_FORMAT when the tokens or vocabularies differ or a
+ *         record is bad; DSQ_IO; as dsq_ppl_run. */
+dsq_status dsq_kld_run_llama(dsq_model *cand, const dsq_llama_logits *ref, const int32_t *tokens,
+                             int64_t n_tokens, int32_t bos, int nthreads, int64_t stream,
+                             dsq_kld_result *res, dsq_err *err);
 
 #endif

@@ -61,10 +61,19 @@ dsq_status dsq_ppl_run_layered(dsq_model *m, const int32_t *tokens, int64_t n_to
                                const dsq_ppl_opts *opts, dsq_ppl_result *res, double *chunk_nll,
                                dsq_err *err);
 
+/* The statistics of the header from each window's Σnll (csum) and Σnll²
+ * (csum2), summed in window order so that any schedule gives the same bits:
+ * fills res's ppl, ppl_stderr, nll_mean, n_scored and n_chunks, and
+ * chunk_nll (NULL or [n_chunks]) with each window's mean nll. */
+void dsq_ppl_from_sums(const double *csum, const double *csum2, int64_t n_chunks, int64_t nscore,
+                       dsq_ppl_result *res, double *chunk_nll);
+
 /* The number of chunks dsq_ppl_run will evaluate. */
 int64_t dsq_ppl_chunks(int64_t n_tokens, const dsq_ppl_opts *opts);
 
-/* -log softmax(logits)[target] over n values, in double. */
+/* log Σ exp(x_i) over n values, in double, the max subtracted. */
+double dsq_logsumexp(const float *x, int64_t n);
+/* -log softmax(logits)[target] over n values, in double: logsumexp - x[target]. */
 double dsq_nll(const float *logits, int64_t n, int32_t target);
 
 /* A token file: one non-negative decimal id per line (blank lines and

@@ -1,8 +1,8 @@
 /* weights/source_gguf.c: a llama.cpp GGUF file as a weight source.
  *
- * The forward pass asks for Hugging Face names; one table (names[] below)
- * maps each to the GGUF tensor llama.cpp's convert_hf_to_gguf.py (and
- * `dsq quantize`) writes for it, and how to read it:
+ * The forward pass asks for Hugging Face names; the name table `dsq quantize`
+ * writes with (model/tensor_names.h) maps each to the GGUF tensor llama.cpp's
+ * convert_hf_to_gguf.py writes for it, and its form says how to read it:
  *   PLAIN   the tensor itself; HF shape = ne reversed.
  *   EXPERT  expert E of a 3-D ffn_*_exps tensor [E][out][in] (ne = [in, out, E]).
  *   KVB     kv_b_proj [H·(nope+v), C]: attn_kv_b.weight when the file has the
@@ -30,49 +30,11 @@
 #include "core/checked.h"
 #include "formats/gguf.h"
 #include "formats/gguf_split.h"
+#include "model/tensor_names.h"
 #include "quantize/quant.h"
 #include "weights/source.h"
 
 typedef enum map_kind { MAP_PLAIN, MAP_EXPERT, MAP_KVB } map_kind;
-
-/* HF name (after "model.layers.N." for per-layer ones) -> GGUF name. */
-typedef struct name_map {
-    const char *hf;
-    const char *gguf; /* "blk.%d." is prefixed for per-layer names */
-    map_kind kind;
-} name_map;
-
-static const name_map global_names[] = {
-    {"model.embed_tokens.weight", "token_embd.weight", MAP_PLAIN},
-    {"model.norm.weight", "output_norm.weight", MAP_PLAIN},
-    {"lm_head.weight", "output.weight", MAP_PLAIN},
-};
-
-static const name_map layer_names[] = {
-    {"input_layernorm.weight", "attn_norm.weight", MAP_PLAIN},
-    {"post_attention_layernorm.weight", "ffn_norm.weight", MAP_PLAIN},
-    {"self_attn.q_proj.weight", "attn_q.weight", MAP_PLAIN},
-    {"self_attn.k_proj.weight", "attn_k.weight", MAP_PLAIN},
-    {"self_attn.v_proj.weight", "attn_v.weight", MAP_PLAIN},
-    {"self_attn.o_proj.weight", "attn_output.weight", MAP_PLAIN},
-    {"self_attn.q_a_proj.weight", "attn_q_a.weight", MAP_PLAIN},
-    {"self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight", MAP_PLAIN},
-    {"self_attn.q_b_proj.weight", "attn_q_b.weight", MAP_PLAIN},
-    {"self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa.weight", MAP_PLAIN},
-    {"self_attn.kv_a_layernorm.weight", "attn_kv_a_norm.weight", MAP_PLAIN},
-    {"self_attn.kv_b_proj.weight", "attn_kv_b.weight", MAP_KVB},
-    {"mlp.gate_proj.weight", "ffn_gate.weight", MAP_PLAIN},
-    {"mlp.up_proj.weight", "ffn_up.weight", MAP_PLAIN},
-    {"mlp.down_proj.weight", "ffn_down.weight", MAP_PLAIN},
-    {"mlp.gate.weight", "ffn_gate_inp.weight", MAP_PLAIN},
-    {"mlp.gate.e_score_correction_bias", "exp_probs_b.bias", MAP_PLAIN},
-    {"mlp.experts.gate_proj.weight", "ffn_gate_exps.weight", MAP_EXPERT},
-    {"mlp.experts.up_proj.weight", "ffn_up_exps.weight", MAP_EXPERT},
-    {"mlp.experts.down_proj.weight", "ffn_down_exps.weight", MAP_EXPERT},
-    {"mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight", MAP_PLAIN},
-    {"mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight", MAP_PLAIN},
-    {"mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight", MAP_PLAIN},
-};
 
 typedef struct gguf_src {
     dsq_gguf_set *set;
@@ -105,36 +67,19 @@ static dsq_status not_found(const gguf_src *s, const char *name, const char *gna
 
 static dsq_status resolve(const gguf_src *s, const char *name, ref *r, dsq_err *err) {
     memset(r, 0, sizeof *r);
-    const name_map *nm = NULL;
+    /* model/tensor_names.h: kv_b_proj feeds attn_kv_b, attn_k_b and attn_v_b, in that order */
+    const dsq_tname *nm[3];
+    int layer = -1, expert = -1;
     char gname[160];
-    for (size_t i = 0; i < sizeof global_names / sizeof global_names[0]; i++)
-        if (strcmp(name, global_names[i].hf) == 0) {
-            nm = &global_names[i];
-            snprintf(gname, sizeof gname, "%s", nm->gguf);
-        }
-    int layer = -1, expert = -1, off = 0;
-    if (nm == NULL && sscanf(name, "model.layers.%d.%n", &layer, &off) == 1 && off > 0 &&
-        layer >= 0) {
-        const char *rest = name + off;
-        char key[128];
-        int eoff = 0;
-        if (sscanf(rest, "mlp.experts.%d.%n", &expert, &eoff) == 1 && eoff > 0 && expert >= 0) {
-            snprintf(key, sizeof key, "mlp.experts.%s", rest + eoff);
-        } else {
-            snprintf(key, sizeof key, "%s", rest);
-            expert = -1;
-        }
-        for (size_t i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++)
-            if (strcmp(key, layer_names[i].hf) == 0) {
-                nm = &layer_names[i];
-                snprintf(gname, sizeof gname, "blk.%d.%s", layer, nm->gguf);
-            }
-    }
-    if (nm == NULL)
+    const size_t n_nm = dsq_tname_from_hf(name, nm, 3, &layer, &expert);
+    if (n_nm == 0)
         return not_found(s, name, NULL, err);
-    r->kind = nm->kind;
+    dsq_tname_format(gname, sizeof gname, nm[0]->gguf, layer, expert);
+    r->kind = nm[0]->form == DSQ_TNAME_EXPERTS ? MAP_EXPERT
+              : nm[0]->form == DSQ_TNAME_KV_B  ? MAP_KVB
+                                               : MAP_PLAIN;
     r->t = tensor(s, gname);
-    if (nm->kind == MAP_PLAIN) {
+    if (r->kind == MAP_PLAIN) {
         if (r->t == NULL)
             return not_found(s, name, gname, err);
         r->ndim = (int)r->t->n_dims;
@@ -142,7 +87,7 @@ static dsq_status resolve(const gguf_src *s, const char *name, ref *r, dsq_err *
             r->shape[i] = r->t->ne[r->ndim - 1 - i];
         return DSQ_OK;
     }
-    if (nm->kind == MAP_EXPERT) {
+    if (r->kind == MAP_EXPERT) {
         if (r->t == NULL)
             return not_found(s, name, gname, err);
         if (r->t->n_dims != 3 || expert >= r->t->ne[2])
@@ -169,8 +114,10 @@ static dsq_status resolve(const gguf_src *s, const char *name, ref *r, dsq_err *
         return DSQ_OK;
     }
     char kb[160], vb[160];
-    snprintf(kb, sizeof kb, "blk.%d.attn_k_b.weight", layer);
-    snprintf(vb, sizeof vb, "blk.%d.attn_v_b.weight", layer);
+    if (n_nm < 3)
+        return not_found(s, name, gname, err);
+    dsq_tname_format(kb, sizeof kb, nm[1]->gguf, layer, 0);
+    dsq_tname_format(vb, sizeof vb, nm[2]->gguf, layer, 0);
     r->kb = tensor(s, kb);
     r->vb = tensor(s, vb);
     if (r->kb == NULL || r->vb == NULL)
@@ -430,6 +377,7 @@ static dsq_status read_config(gguf_src *s, dsq_err *err) {
     DSQ_TRY(md_int(s, a, "attention.head_count_kv", 0, c.n_heads, 1, c.n_heads, &c.n_kv_heads,
                    err));
     DSQ_TRY(md_int(s, a, "feed_forward_length", 1, 0, 1, BIG, &c.ffn_dim, err));
+    DSQ_TRY(md_int(s, a, "context_length", 0, 0, INT64_MIN, INT64_MAX, &c.n_ctx_train, err));
     DSQ_TRY(md_num(s, a, "attention.layer_norm_rms_epsilon", 1, 0, &c.norm_eps, err));
     DSQ_CHECK(c.norm_eps >= 0, DSQ_FORMAT, err, "%s: negative rms epsilon", s->path);
     c.tie_embeddings = tensor(s, "output.weight") == NULL;

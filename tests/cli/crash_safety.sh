@@ -80,7 +80,7 @@ out="$tmp/limited"
 rc=$?
 [ $rc -ne 0 ] && [ $rc -lt 128 ] || fail "write error: exit $rc, expected a non-zero exit code (not a signal)"
 [ $rc -eq 4 ] || fail "write error: exit $rc, expected 4 (I/O)"
-grep -q "^dsq: .*$s1.*File too large" "$tmp/err" ||
+grep -q "^dsq convert: .*$s1.*File too large" "$tmp/err" ||
     fail "write error: message does not name the file and the cause: $(cat "$tmp/err")"
 [ ! -e "$out/config.json" ] || fail "write error: config.json written"
 [ ! -e "$out/$s1" ] || fail "write error: $s1 exists under its final name"

@@ -54,15 +54,15 @@ W="--tokens $tm/eval.tokens.txt --ctx 256 --chunks 2 --threads 2 -q"
 for m in l d; do
     first=$L1
     [ $m = d ] && first=$D1
-    "$dsq" ppl "$tmp/$m.gguf" $W --json "$tmp/p_whole.json" >/dev/null || fail "$m ppl"
-    "$dsq" ppl "$first" $W --json "$tmp/p_split.json" >/dev/null 2>"$tmp/err" ||
+    "$dsq" ppl "$tmp/$m.gguf" $W --json-out "$tmp/p_whole.json" >/dev/null || fail "$m ppl"
+    "$dsq" ppl "$first" $W --json-out "$tmp/p_split.json" >/dev/null 2>"$tmp/err" ||
         fail "$m ppl of the split set: $(cat "$tmp/err")"
     sed 's/"seconds".*//' "$tmp/p_whole.json" >"$tmp/a"
     sed 's/"seconds".*//' "$tmp/p_split.json" >"$tmp/b"
     grep -q '"ppl": ' "$tmp/a" || fail "$m: no ppl in $(cat "$tmp/p_whole.json")"
     cmp -s "$tmp/a" "$tmp/b" || fail "$m ppl differs: $(cat "$tmp/p_whole.json" "$tmp/p_split.json")"
 done
-"$dsq" verify --ref "$tmp/l.gguf" --model "$L1" $W --json "$tmp/v.json" >/dev/null 2>"$tmp/err" ||
+"$dsq" verify --ref "$tmp/l.gguf" --model "$L1" $W --max-kld 0 --json-out "$tmp/v.json" >/dev/null 2>"$tmp/err" ||
     fail "verify split against whole: $(cat "$tmp/err")"
 grep -q '"max": 0.0,' "$tmp/v.json" || fail "verify: KLD not 0: $(cat "$tmp/v.json")"
 

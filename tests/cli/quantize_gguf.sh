@@ -20,6 +20,15 @@ done
     --split-max-size 1M --json >"$tmp/sum.json" 2>"$tmp/err" || fail "GGUF -> Q4_K_M split: $(cat "$tmp/err")"
 grep -q '"splits": 3' "$tmp/sum.json" || fail "summary: $(cat "$tmp/sum.json")"
 grep -q '"imatrix_tensors": 28' "$tmp/sum.json" || fail "summary: $(cat "$tmp/sum.json")"
+# --json: the document alone on stdout; the summary and the notes (prefixed) on stderr
+[ "$(wc -l <"$tmp/sum.json")" -eq 1 ] || fail "--json: more than the document on stdout"
+grep -q '^quantized 39 tensors to Q4_K_M (llama) .*(3 split files)' "$tmp/err" ||
+    fail "--json: no summary on stderr: $(cat "$tmp/err")"
+grep -q '^dsq quantize: note: imatrix: no entry for output.weight' "$tmp/err" ||
+    fail "--json: notes without the prefix: $(cat "$tmp/err")"
+if grep -v '^dsq quantize: \|^quantized \|^imatrix used' "$tmp/err"; then
+    fail "unprefixed lines on stderr"
+fi
 [ -f "$tmp/q-00001-of-00003.gguf" ] && [ -f "$tmp/q-00003-of-00003.gguf" ] || fail "split names: $(ls "$tmp")"
 [ ! -e "$tmp/q.gguf" ] || fail "unsplit file written too"
 
@@ -30,8 +39,10 @@ grep -q '^quantize.imatrix.entries_count  *INT32  *28$' "$tmp/insp" || fail "ins
 grep -q '^Q6_K ' "$tmp/insp" || fail "inspect: no Q6_K totals"
 
 # usage errors: 2; bad input: 3 with nothing written
-"$dsq" quantize "$tmp/f32.gguf" "$tmp/x.gguf" --type Q8_0 --imatrix 2>/dev/null
+"$dsq" quantize "$tmp/f32.gguf" "$tmp/x.gguf" --type Q8_0 --imatrix 2>"$tmp/err"
 [ $? -eq 2 ] || fail "--imatrix without a value is not a usage error"
+grep -qx "dsq quantize: --imatrix needs a value; see 'dsq quantize --help'" "$tmp/err" ||
+    fail "--imatrix without a value: $(cat "$tmp/err")"
 "$dsq" quantize "$tmp/f32.gguf" "$tmp/x.gguf" --type Q8_0 --split-max-size 10X 2>/dev/null
 [ $? -eq 2 ] || fail "--split-max-size 10X is not a usage error"
 printf 'GGUF\003\000\000\000' >"$tmp/broken.imatrix"

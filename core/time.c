@@ -1,0 +1,10 @@
+/* core/time.c: see time.h. */
+#include "core/time.h"
+
+#include <time.h>
+
+double dsq_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
