@@ -10,7 +10,9 @@
 # and `xargs`; of tests/cli/*.sh, scripts/*.sh, .ci/run, the Makefile's recipes and the
 # command lines the C tests pass to system() (their `printf(cmd, ...)` strings). Commands run
 # through a variable ("$dsq", "$CC_FUZZ") are not seen; the Makefile's $(CC) and $(MAKE) are
-# mapped to cc and make, and `make CC=X` counts as running X. Not covered: bench/ (make bench is outside the README's two commands and CI).
+# mapped to cc and make, and `make CC=X` counts as running X; here-document bodies are data.
+# Not covered: bench/ (make bench is outside the README's two commands and CI). Groups clang and
+# fuzz must be present only under CI (CI set), where .ci/run has installed them.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 deps=scripts/deps.sh
