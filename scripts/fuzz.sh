@@ -18,13 +18,9 @@ esac
 cd "$(dirname "$0")/.." || exit 2
 CC_FUZZ=${CC_FUZZ:-clang}
 out=build/fuzz
-# a fresh Debian machine may lack clang or its libFuzzer runtime: install them as root
-if ! command -v "$CC_FUZZ" >/dev/null 2>&1 && [ "$CC_FUZZ" = clang ] && [ "$(id -u)" -eq 0 ] &&
-    command -v apt-get >/dev/null 2>&1; then
-    echo "fuzz.sh: installing clang" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang >&2 ||
-        { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends clang >&2; }
+# a fresh Debian machine may lack clang or its libFuzzer runtime: scripts/deps.sh installs them
+if [ "$CC_FUZZ" = clang ]; then
+    sh scripts/deps.sh clang fuzz || exit 2
 fi
 command -v "$CC_FUZZ" >/dev/null 2>&1 || { echo "fuzz.sh: $CC_FUZZ not found (libFuzzer needs clang)" >&2; exit 2; }
 pcs="libxxhash jansson libpcre2-8 zlib"

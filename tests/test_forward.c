@@ -10,7 +10,13 @@
  * - the team's trained models (../shared/data/tiny-models/README.md): logits
  *   of tokens 0..63 against ref_logits_64x1024.f32 and per-chunk mean NLL at
  *   ctx 256 against reference.json, both computed by two other
- *   implementations.
+ *   implementations. The bounds are the README's claims: logits to 2e-5,
+ *   perplexity over all 142 windows to better than 1e-7 relative (the quick
+ *   run: 4e-5, the chunk bound below), for the DeepSeek models too
+ *   (their router's near-ties, tiny-models/README.md, could justify a looser
+ *   bound, but the claim holds on them); per-chunk mean NLL within 4e-5,
+ *   what logits within 2e-5 allow (a log-softmax moves by at most twice the
+ *   largest logit error).
  * The normal build checks ppl_llamacpp over all 142 chunks (about 2 s a model
  * on 2 cores); under sanitizers, which slow the forward pass tenfold, only the
  * first PPL_CHUNKS chunks' NLL (2 there) is checked, and DSQ_TEST_QUICK_PPL=1
@@ -343,19 +349,34 @@ static void check_gemm(int64_t m, int64_t n, int64_t k) {
     free(C2);
 }
 
-static void test_gemm_against_double(void **state) {
-    (void)state;
-    /* every kernel this CPU can run, the portable one included */
-    static const char *const kernels[] = {"c", "avx2", ""};
-    for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++) {
-        setenv("DSQ_GEMM_KERNEL", kernels[i], 1);
-        printf("  GEMM kernel %s\n", dsq_gemm_kernel_name());
-        check_gemm(1, 1, 1);
-        check_gemm(13, 37, 300);
-        check_gemm(100, 70, 600);
-        check_gemm(25, 129, 257);
+/* Each kernel in its own test, skipped when this CPU cannot run it (the GEMM
+ * then falls back to a lesser one, which another test covers). */
+static void gemm_against_double(const char *kernel) {
+    setenv("DSQ_GEMM_KERNEL", kernel, 1);
+    if (strcmp(dsq_gemm_kernel_name(), kernel) != 0) {
+        unsetenv("DSQ_GEMM_KERNEL");
+        skip();
     }
+    check_gemm(1, 1, 1);
+    check_gemm(13, 37, 300);
+    check_gemm(100, 70, 600);
+    check_gemm(25, 129, 257);
     unsetenv("DSQ_GEMM_KERNEL");
+}
+
+static void test_gemm_c_against_double(void **state) {
+    (void)state;
+    gemm_against_double("c");
+}
+
+static void test_gemm_avx2_against_double(void **state) {
+    (void)state;
+    gemm_against_double("avx2");
+}
+
+static void test_gemm_avx512_against_double(void **state) {
+    (void)state;
+    gemm_against_double("avx512");
 }
 
 /* ---- config ---- */
@@ -453,7 +474,7 @@ static void test_logits_64(void **state) {
             maxd = d > maxd ? d : maxd;
         }
         printf("  %-22s logits[64][1024]: max |diff| vs reference = %.3g\n", MODELS[mi], maxd);
-        assert_true(maxd < 1e-3);
+        assert_true(maxd < 2e-5); /* README: "their logits to 2e-5" */
         dsq_fwd_free(f);
         free(lg);
         free(ref);
@@ -675,8 +696,10 @@ static void test_perplexity_vs_reference(void **state) {
                "diff %.2g, %.0f tokens/s\n",
                MODELS[mi], (long long)nc, r.ppl, ref_ppl, fabs(r.ppl / ref_ppl - 1), maxd,
                (double)(nc * 256) / r.seconds);
-        assert_true(fabs(r.ppl / ref_ppl - 1) < 1e-3);
-        assert_true(maxd < 1e-3);
+        /* README: "over all 142 windows ... better than 1e-7 relative"; over the few windows of
+         * the quick run the per-window errors average out less: there, what the chunk bound gives */
+        assert_true(fabs(r.ppl / ref_ppl - 1) < (full ? 1e-7 : 4e-5));
+        assert_true(maxd < 4e-5); /* 2 x the logits' 2e-5 */
         if (full)
             assert_int_equal(r.n_scored, (int64_t)json_num(ref, "n_scored_llamacpp"));
         free(chunk);
@@ -859,7 +882,9 @@ int main(void) {
         cmocka_unit_test(test_yarn_v3_constants),
         cmocka_unit_test(test_rope_position0_and_hf_layout),
         cmocka_unit_test(test_moe_route_worked_example),
-        cmocka_unit_test(test_gemm_against_double),
+        cmocka_unit_test(test_gemm_c_against_double),
+        cmocka_unit_test(test_gemm_avx2_against_double),
+        cmocka_unit_test(test_gemm_avx512_against_double),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_tokens_file),
         cmocka_unit_test(test_text_tokens_equal_token_file),

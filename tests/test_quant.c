@@ -20,11 +20,12 @@
  *  - simd_matches_scalar: the AVX2 Q8_0/Q4_0 kernels against the scalar
  *    ones (themselves checked against ggml above), on inputs chosen to hit
  *    the edge cases (ties, -0.0, BF16-valued weights).
- *  - kquant_simd_matches_scalar: the AVX2 K-quant searches (one sub-block
- *    per lane) against the scalar searches, and whole Q2_K/Q4_K/Q5_K/Q6_K rows
+ *  - kquant_avx2_matches_scalar, kquant_avx512_matches_scalar: the K-quant
+ *    searches (one sub-block per lane) against the scalar searches, and whole Q2_K/Q4_K/Q5_K/Q6_K rows
  *    with and without imatrix with SIMD on and off, on ggml's rows plus
  *    generated hard blocks (zeros, -0.0, constants, outliers, ties, tiny
  *    and denormal values, BF16 values, mixed magnitudes).
+ *    The SIMD tests are skipped (cmocka skip) on a CPU without their kernels.
  *
  * The embedding vectors in stories260K_embd_quant_vectors.gguf are a second
  * oracle but sit in a GGUF container; they wait for the GGUF reader. */
@@ -732,13 +733,15 @@ static void test_roundtrip_rmse(void **state) {
 static void test_simd_matches_scalar(void **state) {
     (void)state;
     enum { NB = 4096, N = NB * 32 };
+    {
+        float x0[32] = {0};
+        uint8_t b0[34];
+        if (!dsq__q8_0_ref_avx2(x0, b0, 0))
+            skip(); /* no AVX2 on this machine or target */
+    }
     float *x = malloc(N * sizeof(float));
     uint8_t *a = malloc(NB * 34), *b = malloc(NB * 34);
     assert_true(x && a && b);
-    if (!dsq__q8_0_ref_avx2(x, a, 0)) {
-        print_message("no AVX2 on this machine/target: SIMD path not tested\n");
-        goto cleanup;
-    }
     memcpy(x, g_src, NROWS * NCOLS * sizeof(float)); /* blocks 0..1023 */
     rng_state = 12345;
     for (int i = NROWS * NCOLS; i < N; i += 2) {
@@ -767,7 +770,6 @@ static void test_simd_matches_scalar(void **state) {
     dsq__q4_0_ref_scalar(x, a, NB);
     assert_true(dsq__q4_0_ref_avx2(x, b, NB));
     assert_int_equal(compare_rows("Q4_0 avx2 vs scalar", b, a, 18 * NB, 18, 1), 0);
-cleanup:
     free(x);
     free(a);
     free(b);
@@ -888,59 +890,65 @@ static int check_searches(const float *x, const float *qw, int level) {
     return bad;
 }
 
-static void test_kquant_simd_matches_scalar(void **state) {
-    (void)state;
+/* level: the dsq__simd_disabled value that selects the kernels under test (2: AVX2, 0: AVX-512);
+ * the caller has checked that the CPU has them. */
+static void kquant_simd_matches_scalar(int level) {
     enum { N = KQ_NSB * 256, ROW = 9 * 256, KQ_ROWS = N / ROW }; /* odd: a lone last super-block */
     float *x = malloc(N * sizeof(float)), *qw = malloc(N * sizeof(float));
     uint8_t *ref = malloc((size_t)KQ_NSB * 210), *got = malloc((size_t)KQ_NSB * 210);
     assert_true(x && qw && ref && got);
-    {
-        uint8_t L[256];
-        float sc[8], mn[8];
-        if (!dsq__qkx_simd(32, 0, g_src, g_src, 8, 15, -1.0f, 0.1f, 20, L, sc, mn)) {
-            print_message("no AVX2 on this machine/target: K-quant SIMD path not tested\n");
-            goto cleanup;
-        }
-    }
-    if (!dsq__use_avx512())
-        print_message("no AVX-512 on this machine: its K-quant searches not tested\n");
     kq_fill(x, KQ_NSB);
     for (int i = 0; i < N; i++) /* imatrix: some zero columns, some huge */
         qw[i] = i % 97 == 0 ? 0.0f : i % 89 == 0 ? 1e4f : (float)(0.01 + rng_uniform());
 
-    assert_int_equal(check_searches(x, qw, 2), 0); /* AVX2 */
-    assert_int_equal(check_searches(x, qw, 0), 0); /* AVX-512 where the CPU has it */
+    assert_int_equal(check_searches(x, qw, level), 0);
 
-    /* whole rows through the public API: scalar, AVX2, AVX-512 */
+    /* whole rows through the public API: scalar (the reference), then the level's kernels */
     static const dsq_dtype kt[] = {DSQ_DTYPE_Q2_K, DSQ_DTYPE_Q4_K, DSQ_DTYPE_Q5_K,
                                    DSQ_DTYPE_Q6_K};
     for (size_t k = 0; k < sizeof kt / sizeof kt[0]; k++) {
         for (int imat = 0; imat < 2; imat++) {
             const size_t rs = row_size(kt[k], ROW);
-            static const int mode[] = {1, 2, 0}; /* scalar (the reference), AVX2, AVX-512 */
-            for (int m = 0; m < 3; m++) {
+            for (int m = 0; m < 2; m++) {
                 uint8_t *out = m == 0 ? ref : got;
-                dsq__simd_disabled = mode[m];
+                dsq__simd_disabled = m == 0 ? 1 : level;
                 for (int r = 0; r < KQ_ROWS; r++) /* own imatrix each row */
                     assert_int_equal(dsq_quantize_row(kt[k], x + (size_t)r * ROW, out + r * rs,
                                                       ROW, imat ? qw + (size_t)r * ROW : NULL),
                                      DSQ_OK);
                 dsq__simd_disabled = 0;
-                if (m == 0)
-                    continue;
-                char what[64];
-                snprintf(what, sizeof what, "%s%s %s vs scalar", dsq_dtype_name(kt[k]),
-                         imat ? " (imatrix)" : "", m == 1 ? "avx2" : "avx512");
-                assert_int_equal(compare_rows(what, got, ref, rs, bbytes(kt[k]), KQ_ROWS), 0);
             }
+            char what[64];
+            snprintf(what, sizeof what, "%s%s %s vs scalar", dsq_dtype_name(kt[k]),
+                     imat ? " (imatrix)" : "", level == 2 ? "avx2" : "avx512");
+            assert_int_equal(compare_rows(what, got, ref, rs, bbytes(kt[k]), KQ_ROWS), 0);
         }
     }
-cleanup:
     dsq__simd_disabled = 0;
     free(x);
     free(qw);
     free(ref);
     free(got);
+}
+
+static int have_avx2_searches(void) {
+    uint8_t L[256];
+    float sc[8], mn[8];
+    return dsq__qkx_simd(32, 0, g_src, g_src, 8, 15, -1.0f, 0.1f, 20, L, sc, mn);
+}
+
+static void test_kquant_avx2_matches_scalar(void **state) {
+    (void)state;
+    if (!have_avx2_searches())
+        skip(); /* no AVX2 on this machine or target */
+    kquant_simd_matches_scalar(2);
+}
+
+static void test_kquant_avx512_matches_scalar(void **state) {
+    (void)state;
+    if (!dsq__use_avx512())
+        skip(); /* no AVX-512 on this machine or target */
+    kquant_simd_matches_scalar(0);
 }
 
 int main(void) {
@@ -961,7 +969,8 @@ int main(void) {
         cmocka_unit_test(test_ggml_fns_error),
         cmocka_unit_test(test_roundtrip_rmse),
         cmocka_unit_test(test_simd_matches_scalar),
-        cmocka_unit_test(test_kquant_simd_matches_scalar),
+        cmocka_unit_test(test_kquant_avx2_matches_scalar),
+        cmocka_unit_test(test_kquant_avx512_matches_scalar),
     };
     return cmocka_run_group_tests_name("quant", tests, setup, teardown);
 }

@@ -28,7 +28,9 @@
  *  - Perplexity: dsq's HF forward pass applies llama3 scaling to inv_freq itself (verify/ops.c,
  *    tied to the formula in test_forward), the GGUF one divides by the stored factors; the
  *    weights are the same (F32 and BF16 GGUFs of a BF16 model are exact), so the two must
- *    agree up to the F32 rounding of the four smoothed frequencies: 1e-6 relative is ample.
+ *    agree up to the F32 rounding of the four smoothed frequencies; the README claims the same
+ *    perplexity (87.416812 both) and F32 GGUFs to 1e-8, so 1e-8 relative is the bound (2e-8
+ *    over the single window of a sanitizer build).
  *  - By hand, not in the suite (it needs a llama.cpp build): llama.cpp's llama-perplexity
  *    (Feb 2025, c392e50) on the F32 GGUF of this model, -c 256 over eval.txt, all 142 windows,
  *    F32 KV cache (-ctk f32 -ctv f32): 87.4168; dsq ppl --text on the GGUF and on the HF
@@ -203,8 +205,10 @@ static void test_gguf_ppl_equals_hf(void **state) {
     printf("  llama3-scaled tiny llama: ppl HF %.8f, F32 GGUF %.8f (rel %.2g), BF16 GGUF %.8f "
            "(rel %.2g); unscaled %.6f\n",
            p_hf, p_f32, fabs(p_f32 / p_hf - 1), p_bf16, fabs(p_bf16 / p_hf - 1), p_plain);
-    assert_true(fabs(p_f32 / p_hf - 1) < 1e-6);
-    assert_true(fabs(p_bf16 / p_hf - 1) < 1e-6);
+    /* the sanitizer build scores one window, where the rounding averages out less (1.2e-8) */
+    const double tol = UNDER_SANITIZER ? 2e-8 : 1e-8;
+    assert_true(fabs(p_f32 / p_hf - 1) < tol);
+    assert_true(fabs(p_bf16 / p_hf - 1) < tol);
     /* the comparison can tell: on these windows the scaling moves perplexity by far more
      * than the tolerance, so a GGUF reader that ignored rope_freqs would fail it */
     assert_true(fabs(p_hf / p_plain - 1) > 1e-4);

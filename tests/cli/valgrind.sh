@@ -8,12 +8,14 @@ shared=${DSQ_SHARED:-../shared}
 fp8="$shared/data/tiny-models/tiny-deepseek-v3-fp8"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-command -v valgrind >/dev/null 2>&1 || { echo "valgrind.sh: valgrind is not installed" >&2; exit 1; }
-# ASan and valgrind cannot run the same binary; `make asan` has its own checks
+# ASan and valgrind cannot run the same binary; `make asan` has its own checks: skipped (77)
 if grep -q __asan_init "$dsq" 2>/dev/null; then
     echo "valgrind.sh: $dsq is a sanitizer build; memcheck runs on the release build"
-    exit 0
+    exit 77
 fi
+# not a skip: scripts/run-tests.sh has scripts/deps.sh install it first
+command -v valgrind >/dev/null 2>&1 ||
+    { echo "valgrind.sh: valgrind is not installed (sh scripts/deps.sh test installs it)" >&2; exit 1; }
 vg() { # what, then the command
     what=$1
     shift
