@@ -37,8 +37,10 @@ ls                   coreutils        base
 mkdir                coreutils        base
 mktemp               coreutils        base
 mv                   coreutils        base
+od                   coreutils        base
 readlink             coreutils        base
 rm                   coreutils        base
+sleep                coreutils        base
 sort                 coreutils        base
 tail                 coreutils        base
 tr                   coreutils        base
@@ -62,6 +64,7 @@ pc:jansson           libjansson-dev   build
 pc:libpcre2-8        libpcre2-dev     build
 pc:cmocka            libcmocka-dev    build
 valgrind             valgrind         test
+ps                   procps           test
 clang                clang            clang
 probe:clang-openmp   libomp-dev       clang
 probe:libfuzzer      libclang-rt-dev  fuzz

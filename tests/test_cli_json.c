@@ -11,7 +11,9 @@
  *     the readers give;
  *   - ppl: 89.832 on two windows of 256 of the tiny llama (the team's reference per-window
  *     NLLs 4.626348400785556 and 4.369537724728818 -> exp(mean), as tests/cli/ppl.sh);
- *   - verify of a model against itself: ratio 1, top-1 1, pass (by definition).
+ *   - verify of a model against itself: ratio 1, top-1 1, pass (by definition);
+ *   - check of a fresh conversion: every file the directory holds listed "ok"; after one
+ *     byte of a shard is flipped and tokenizer.json removed, exactly those two are named.
  * Human lines must then be on stderr, with or without -q. Last, `dsq inspect` of a
  * safetensors file and a GGUF whose names hold "\n" and "\x1b[31m" prints them escaped. */
 #include <setjmp.h>
@@ -69,14 +71,14 @@ static char *err_text(void) {
     return t;
 }
 
-/* Runs dsq ARGS, expects exit 0 and stdout to be exactly one JSON document. */
-static json_t *run_json(const char *args) {
+/* Runs dsq ARGS expecting exit `want`; stdout must be exactly one JSON object. */
+static json_t *run_json_rc(const char *args, int want) {
     int rc = 0;
     size_t n = 0;
     char *out = run(args, &rc, &n);
-    if (rc != 0) {
+    if (rc != want) {
         char *e = err_text();
-        fail_msg("dsq %s: exit %d: %s", args, rc, e);
+        fail_msg("dsq %s: exit %d, expected %d: %s", args, rc, want, e);
     }
     json_error_t je;
     json_t *j = json_loadb(out, n, 0, &je);
@@ -85,6 +87,10 @@ static json_t *run_json(const char *args) {
                  je.position, out);
     free(out);
     return j;
+}
+
+static json_t *run_json(const char *args) {
+    return run_json_rc(args, 0);
 }
 
 static json_int_t jint(const json_t *o, const char *key) {
@@ -299,6 +305,53 @@ static void test_verify(void **state) {
     free(tok);
 }
 
+/* The status `dsq check --json` gives file `name`, or NULL when it is not listed. */
+static const char *check_status(const json_t *j, const char *name) {
+    const json_t *files = json_object_get(j, "files");
+    for (size_t i = 0; i < json_array_size(files); i++) {
+        const json_t *f = json_array_get(files, i);
+        if (strcmp(json_string_value(json_object_get(f, "name")), name) == 0)
+            return json_string_value(json_object_get(f, "status"));
+    }
+    return NULL;
+}
+
+static void test_check(void **state) {
+    (void)state;
+    char *in = tu_shared_path(FP8_MODEL), *out = tu_group_path("checked");
+    char args[4096];
+    snprintf(args, sizeof args, "convert fp8 bf16 -q '%s' '%s'", in, out);
+    int rc = 0;
+    size_t n = 0;
+    free(run(args, &rc, &n));
+    assert_int_equal(rc, 0);
+    snprintf(args, sizeof args, "check '%s' --json", out);
+    json_t *j = run_json_rc(args, 0);
+    assert_int_equal(jint(j, "n_bad"), 0);
+    assert_true(json_is_true(json_object_get(j, "complete")));
+    const char *s1 = "model-00001-of-00002.safetensors";
+    assert_string_equal(check_status(j, s1), "ok");
+    assert_string_equal(check_status(j, "tokenizer.json"), "ok");
+    json_decref(j);
+
+    char *shard = tu_join(out, s1), *tokj = tu_join(out, "tokenizer.json");
+    size_t len = 0;
+    uint8_t *bytes = tu_read_file(shard, &len);
+    bytes[len - 3] ^= 1; /* the end of a shard is tensor data */
+    tu_write_file(shard, bytes, len);
+    assert_int_equal(remove(tokj), 0);
+    j = run_json_rc(args, 1);
+    assert_int_equal(jint(j, "n_bad"), 2);
+    assert_string_equal(check_status(j, s1), "mismatch");
+    assert_string_equal(check_status(j, "tokenizer.json"), "missing");
+    json_decref(j);
+    free(bytes);
+    free(shard);
+    free(tokj);
+    free(in);
+    free(out);
+}
+
 /* The name every hostile case uses: a newline and a red-colour escape. */
 static const char evil[] = "evil\nname\x1b[31m";
 static const char evil_shown[] = "evil\\x0aname\\x1b[31m";
@@ -366,6 +419,7 @@ int main(void) {
         cmocka_unit_test(test_inspect),
         cmocka_unit_test(test_ppl),
         cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_check),
         cmocka_unit_test(test_inspect_escapes_names),
     };
     return cmocka_run_group_tests(tests, tu_group_dir_setup, tu_group_dir_teardown);
