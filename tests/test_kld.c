@@ -213,7 +213,9 @@ static void test_topk_kld_bounds_full_kld(void **state) {
     assert_true(live.ppl == r.ppl && live.ref_ppl == r.ref_ppl && live.n_scored == np);
     assert_true(r.kld_mean <= r128.kld_mean && r128.kld_mean <= full * (1 + 1e-9));
     assert_true(fabs(rall.kld_mean / full - 1) < 1e-6);
-    assert_true(r.kld_mean >= 0.3 * full);
+    /* the README's figures for this pair: 62% of the exact KLD at K = 32, 86% at K = 128
+     * (over all windows of 256; these two windows of 128 give 0.617 and 0.858) */
+    assert_true(fabs(r.kld_mean / full - 0.62) < 0.02 && fabs(r128.kld_mean / full - 0.86) < 0.02);
     assert_true(r.top1 == r128.top1 && r.ppl == rall.ppl && r.top1 == live.top1);
     assert_true(r.kld_mean > 0 && r.top1 > 0.8 && r.top1 < 1.0);
     free(per);

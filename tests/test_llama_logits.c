@@ -215,8 +215,9 @@ static void test_read_and_compare(void **state) {
     assert_int_equal(dsq_kld_run_live(ref, cand, ids, n, &o, 0, NULL, &live, &err), DSQ_OK);
     printf("  live exact KLD %.8f, from the file %.8f (%.2e relative); ppl %.6f / %.6f\n",
            live.kld_mean, r.kld_mean, r.kld_mean / live.kld_mean - 1, live.ref_ppl, r.ref_ppl);
-    assert_true(fabs(r.kld_mean / live.kld_mean - 1) < 1e-3);
-    assert_true(fabs(r.ref_ppl / live.ref_ppl - 1) < 1e-4 && r.ppl == live.ppl);
+    /* the README: the file's KLD equals the live value to the 4 digits it prints (9e-6 here) */
+    assert_true(fabs(r.kld_mean / live.kld_mean - 1) < 1e-4);
+    assert_true(fabs(r.ref_ppl / live.ref_ppl - 1) < 1e-5 && r.ppl == live.ppl);
 
     /* tokens other than the file's are refused */
     ids[5] ^= 1;
